@@ -121,7 +121,9 @@ func (r Registry) Add(p *Policy) {
 // so a patrol one officer reported completed is not set back to active by
 // another's stale view; a sign-off freezes the log.
 func PatrolLogs() *Policy {
-	str := func(name string, n int) FieldSpec { return FieldSpec{Name: name, Type: String, MaxLen: n, Rule: RuleLaterHLC} }
+	str := func(name string, n int) FieldSpec {
+		return FieldSpec{Name: name, Type: String, MaxLen: n, Rule: RuleLaterHLC}
+	}
 	tm := func(name string) FieldSpec { return FieldSpec{Name: name, Type: Time, Rule: RuleLaterHLC} }
 	return &Policy{
 		Collection:  "patrol_logs",
