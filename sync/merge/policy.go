@@ -112,8 +112,13 @@ func Standard() Registry {
 
 // Add registers p, sorting its fields by name.
 func (r Registry) Add(p *Policy) {
+	r[p.Collection] = sorted(p)
+}
+
+// sorted sorts a policy's fields by name, as Field's binary search needs.
+func sorted(p *Policy) *Policy {
 	slices.SortFunc(p.Fields, func(a, b FieldSpec) int { return strings.Compare(a.Name, b.Name) })
-	r[p.Collection] = p
+	return p
 }
 
 // PatrolLogs is the policy of a patrol's header: later HLC wins field by
@@ -125,7 +130,7 @@ func PatrolLogs() *Policy {
 		return FieldSpec{Name: name, Type: String, MaxLen: n, Rule: RuleLaterHLC}
 	}
 	tm := func(name string) FieldSpec { return FieldSpec{Name: name, Type: Time, Rule: RuleLaterHLC} }
-	return &Policy{
+	return sorted(&Policy{
 		Collection:  "patrol_logs",
 		FreezeField: "signed_off",
 		Fields: []FieldSpec{
@@ -153,7 +158,7 @@ func PatrolLogs() *Policy {
 			{Name: "signed_off_by", Type: String, MaxLen: 128, Rule: RuleLaterHLC, ServerOnly: true},
 			{Name: "signed_off_at", Type: Time, Rule: RuleLaterHLC, ServerOnly: true},
 		},
-	}
+	})
 }
 
 // PatrolEntries is the policy of a patrol's append-only entries.
@@ -161,7 +166,7 @@ func PatrolEntries() *Policy {
 	ident := func(name string) FieldSpec {
 		return FieldSpec{Name: name, Type: String, MaxLen: 512, Rule: RuleFirstWrite, Identifying: true}
 	}
-	return &Policy{
+	return sorted(&Policy{
 		Collection: "patrol_entries",
 		Immutable:  true,
 		KindField:  "kind",
@@ -181,14 +186,14 @@ func PatrolEntries() *Policy {
 			ident("contact_address"),
 			ident("contact_description"),
 		},
-	}
+	})
 }
 
 // Corridors is the policy of one secure-corridor segment: among concurrent
 // reports the most restrictive status (closed > restricted > open) wins and
 // always asks for review; verified_at takes the latest time.
 func Corridors() *Policy {
-	return &Policy{
+	return sorted(&Policy{
 		Collection:   "corridors",
 		DeviceDelete: false,
 		Fields: []FieldSpec{
@@ -203,5 +208,5 @@ func Corridors() *Policy {
 			{Name: "notes", Type: String, MaxLen: 16384, Rule: RuleLaterHLC, Internal: true},
 			{Name: "reporter", Type: String, MaxLen: 128, Rule: RuleLaterHLC, Internal: true},
 		},
-	}
+	})
 }
