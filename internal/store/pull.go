@@ -1,0 +1,146 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/fieldsync/fieldsync/internal/domain"
+)
+
+// Pull returns up to limit records changed after the cursor that the filter
+// admits, oldest change first.
+//
+// PostgreSQL: the feed is ordered by (txid, seq) and a page holds only rows
+// whose txid is below the oldest transaction still running
+// (pg_snapshot_xmin). Every transaction below that horizon has ended, so no
+// row can later appear behind a cursor already served: the classic gap of a
+// sequence assigned in a transaction that commits after a later one was read
+// cannot happen. Rows already committed above the horizon (a concurrent
+// transaction is still open) are not lost either: Pull waits briefly for
+// the horizon to pass them and otherwise reports hasMore, so the client
+// pulls again.
+//
+// SQLite: writers are serialised, so seq order is commit order.
+func (s *Store) Pull(ctx context.Context, after domain.Cursor, limit int, f domain.PullFilter) ([]domain.StoredRecord, bool, error) {
+	where, args := filterSQL(f)
+	if s.dialect != Postgres {
+		var rows []recordRow
+		q := `SELECT ` + s.dialect.recordColumns() + ` FROM records WHERE seq > ?` + where + ` ORDER BY seq LIMIT ?`
+		if err := s.db.WithContext(ctx).Raw(q, append(append([]any{int64(after.Seq)}, args...), limit+1)...).Scan(&rows).Error; err != nil {
+			return nil, false, fmt.Errorf("store: pull: %w", translate(err))
+		}
+		return page(rows, limit)
+	}
+	const (
+		waitStep = 5 * time.Millisecond
+		waitMax  = 500 * time.Millisecond
+	)
+	deadline := time.Now().Add(waitMax)
+	db := s.db.WithContext(ctx)
+	for {
+		// One horizon for both statements below: had each read its own,
+		// rows between the two would be neither served nor seen waiting.
+		var horizon string
+		if err := db.Raw(`SELECT pg_snapshot_xmin(pg_current_snapshot())::text`).Scan(&horizon).Error; err != nil {
+			return nil, false, fmt.Errorf("store: pull horizon: %w", translate(err))
+		}
+		var rows []recordRow
+		q := `SELECT ` + s.dialect.recordColumns() + ` FROM records
+			WHERE (txid, seq) > (?::xid8, ?) AND txid < ?::xid8` + where + `
+			ORDER BY txid, seq LIMIT ?`
+		qargs := append(append([]any{fmt.Sprint(after.TxID), int64(after.Seq), horizon}, args...), limit+1)
+		if err := db.Raw(q, qargs...).Scan(&rows).Error; err != nil {
+			return nil, false, fmt.Errorf("store: pull: %w", translate(err))
+		}
+		recs, more, err := page(rows, limit)
+		if err != nil || more {
+			return recs, more, err
+		}
+		// The page is not full. Are committed rows waiting at or above the
+		// horizon? They are visible now but not yet safe to serve past.
+		from := after
+		if len(recs) > 0 {
+			from = recs[len(recs)-1].Cursor
+		}
+		var waiting bool
+		wq := `SELECT EXISTS (SELECT 1 FROM records WHERE (txid, seq) > (?::xid8, ?) AND txid >= ?::xid8` + where + `)`
+		if err := db.Raw(wq, append([]any{fmt.Sprint(from.TxID), int64(from.Seq), horizon}, args...)...).Scan(&waiting).Error; err != nil {
+			return nil, false, fmt.Errorf("store: pull horizon: %w", translate(err))
+		}
+		if !waiting {
+			return recs, false, nil
+		}
+		if len(recs) > 0 || time.Now().After(deadline) {
+			// Serve what is safe now; the client pulls again.
+			return recs, true, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, false, translate(ctx.Err())
+		case <-time.After(waitStep):
+		}
+	}
+}
+
+func page(rows []recordRow, limit int) ([]domain.StoredRecord, bool, error) {
+	more := len(rows) > limit
+	if more {
+		rows = rows[:limit]
+	}
+	out := make([]domain.StoredRecord, 0, len(rows))
+	for i := range rows {
+		sr, err := rows[i].stored()
+		if err != nil {
+			return nil, false, err
+		}
+		out = append(out, sr)
+	}
+	return out, more, nil
+}
+
+// filterSQL renders a pull filter as AND clauses with parameters. Every
+// value is a bound parameter; column names are fixed here.
+func filterSQL(f domain.PullFilter) (string, []any) {
+	var sb strings.Builder
+	var args []any
+	if len(f.Collections) > 0 {
+		sb.WriteString(" AND collection IN ?")
+		args = append(args, f.Collections)
+	}
+	switch {
+	case f.CorridorsOnly:
+		sb.WriteString(" AND collection = ?")
+		args = append(args, domain.Corridors)
+	case f.Units != nil:
+		if len(f.Units) == 0 {
+			sb.WriteString(" AND collection = ?")
+			args = append(args, domain.Corridors)
+		} else {
+			sb.WriteString(" AND (collection = ? OR unit IN ?)")
+			args = append(args, domain.Corridors, f.Units)
+		}
+	case f.Contingent != "":
+		sb.WriteString(" AND (collection = ? OR contingent = ?)")
+		args = append(args, domain.Corridors, f.Contingent)
+	}
+	return sb.String(), args
+}
+
+// Get returns one record, or nil when there is none.
+func (s *Store) Get(ctx context.Context, key domain.Key) (*domain.StoredRecord, error) {
+	var rows []recordRow
+	if err := s.db.WithContext(ctx).Raw(`SELECT `+s.dialect.recordColumns()+` FROM records WHERE collection = ? AND id = ?`,
+		key.Collection, key.ID).Scan(&rows).Error; err != nil {
+		return nil, fmt.Errorf("store: get %s: %w", key, translate(err))
+	}
+	if len(rows) == 0 {
+		return nil, nil
+	}
+	sr, err := rows[0].stored()
+	if err != nil {
+		return nil, err
+	}
+	return &sr, nil
+}

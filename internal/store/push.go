@@ -1,0 +1,330 @@
+package store
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/google/uuid"
+	"gorm.io/gorm"
+
+	"github.com/fieldsync/fieldsync/internal/domain"
+	"github.com/fieldsync/fieldsync/sync/merge"
+	"github.com/fieldsync/fieldsync/sync/vv"
+)
+
+// Push runs fn in one write transaction. On PostgreSQL it runs at READ
+// COMMITTED and relies on Lock's advisory locks; on SQLite the transaction
+// begins IMMEDIATE, so it holds the database's single write lock throughout.
+func (s *Store) Push(ctx context.Context, fn func(tx domain.PushTx) error) error {
+	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		return fn(&pushTx{tx: tx, dialect: s.dialect})
+	})
+	return translate(err)
+}
+
+type pushTx struct {
+	tx      *gorm.DB
+	dialect Dialect
+}
+
+type recordRow struct {
+	Collection string
+	ID         string
+	Unit       string
+	Contingent string
+	State      string
+	Txid       string
+	Seq        int64
+}
+
+func (r *recordRow) stored() (domain.StoredRecord, error) {
+	var rec merge.Record
+	if err := rec.UnmarshalJSON([]byte(r.State)); err != nil {
+		return domain.StoredRecord{}, fmt.Errorf("store: record %s/%s: %w", r.Collection, r.ID, err)
+	}
+	var tx uint64
+	if r.Txid != "" {
+		var err error
+		if tx, err = strconv.ParseUint(r.Txid, 10, 64); err != nil {
+			return domain.StoredRecord{}, fmt.Errorf("store: record %s/%s: txid %q", r.Collection, r.ID, r.Txid)
+		}
+	}
+	return domain.StoredRecord{
+		Record: &rec,
+		Owner:  domain.Owner{Unit: r.Unit, Contingent: r.Contingent},
+		Cursor: domain.Cursor{TxID: tx, Seq: domain.Seq(r.Seq)},
+	}, nil
+}
+
+// recordColumns selects a record row; txid is 0 on SQLite.
+func (s Dialect) recordColumns() string {
+	if s == Postgres {
+		return "collection, id, unit, contingent, state, txid::text AS txid, seq"
+	}
+	return "collection, id, unit, contingent, state, '0' AS txid, seq"
+}
+
+func sortKeys(keys []domain.Key) []domain.Key {
+	keys = slices.Clone(keys)
+	slices.SortFunc(keys, func(a, b domain.Key) int {
+		return cmp.Or(strings.Compare(a.Collection, b.Collection), strings.Compare(a.ID, b.ID))
+	})
+	return slices.Compact(keys)
+}
+
+// Lock takes a transaction-scoped advisory lock per record on PostgreSQL,
+// for all keys in one statement and in ascending hash order, so two pushes
+// touching the same records in any order cannot deadlock. Advisory locks,
+// unlike row locks, also lock records that do not exist yet: two devices
+// creating one record are serialised too. On SQLite the IMMEDIATE
+// transaction already excludes every other writer.
+func (t *pushTx) Lock(ctx context.Context, keys []domain.Key) (map[domain.Key]domain.StoredRecord, error) {
+	keys = sortKeys(keys)
+	out := make(map[domain.Key]domain.StoredRecord, len(keys))
+	if len(keys) == 0 {
+		return out, nil
+	}
+	tx := t.tx.WithContext(ctx)
+	if t.dialect == Postgres {
+		names := make([]string, len(keys))
+		for i, k := range keys {
+			names[i] = k.Collection + "/" + k.ID
+		}
+		// The subquery's ORDER BY fixes the order the outer query takes
+		// the locks in. The keys travel as one array literal: GORM would
+		// expand a slice argument into a list.
+		if err := tx.Exec(`SELECT count(pg_advisory_xact_lock(h)) FROM (
+			SELECT DISTINCT hashtextextended(k, 0) AS h FROM unnest(?::text[]) AS k ORDER BY 1) AS s`, arrayLiteral(names)).Error; err != nil {
+			return nil, fmt.Errorf("store: lock records: %w", translate(err))
+		}
+	}
+	pairs := make([][]any, len(keys))
+	for i, k := range keys {
+		pairs[i] = []any{k.Collection, k.ID}
+	}
+	var rows []recordRow
+	if err := tx.Raw(`SELECT `+t.dialect.recordColumns()+` FROM records WHERE (collection, id) IN ?`, pairs).Scan(&rows).Error; err != nil {
+		return nil, fmt.Errorf("store: load records: %w", translate(err))
+	}
+	for i := range rows {
+		sr, err := rows[i].stored()
+		if err != nil {
+			return nil, err
+		}
+		out[domain.Key{Collection: rows[i].Collection, ID: rows[i].ID}] = sr
+	}
+	return out, nil
+}
+
+// arrayLiteral encodes strings as a PostgreSQL text[] literal.
+func arrayLiteral(ss []string) string {
+	var b strings.Builder
+	b.WriteByte('{')
+	for i, s := range ss {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteByte('"')
+		b.WriteString(strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s))
+		b.WriteByte('"')
+	}
+	b.WriteByte('}')
+	return b.String()
+}
+
+type seenRow struct {
+	Subject    string
+	ChangeID   string
+	Collection string
+	RecordID   string
+	Status     string
+	Code       string
+	Message    string
+	Clamped    bool
+}
+
+// Seen returns the idempotency entries of the subject's change ids.
+func (t *pushTx) Seen(ctx context.Context, subject string, ids []string) (map[string]domain.SeenChange, error) {
+	out := map[string]domain.SeenChange{}
+	if len(ids) == 0 {
+		return out, nil
+	}
+	var rows []seenRow
+	if err := t.tx.WithContext(ctx).Raw(`SELECT subject, change_id, collection, record_id, status, code, message, clamped
+		FROM seen_changes WHERE subject = ? AND change_id IN ?`, subject, ids).Scan(&rows).Error; err != nil {
+		return nil, fmt.Errorf("store: seen changes: %w", translate(err))
+	}
+	for _, r := range rows {
+		out[r.ChangeID] = domain.SeenChange{
+			Subject: r.Subject, ChangeID: r.ChangeID, Key: domain.Key{Collection: r.Collection, ID: r.RecordID},
+			Status: merge.Outcome(r.Status), Code: r.Code, Message: r.Message, Clamped: r.Clamped,
+		}
+	}
+	return out, nil
+}
+
+// Prior returns what node wrote to the record at counter dot.
+func (t *pushTx) Prior(ctx context.Context, key domain.Key, node vv.NodeID, dot uint64) (*merge.Change, error) {
+	var body []string
+	if err := t.tx.WithContext(ctx).Raw(`SELECT change FROM record_versions
+		WHERE collection = ? AND record_id = ? AND node = ? AND dot = ?`, key.Collection, key.ID, string(node), dot).
+		Scan(&body).Error; err != nil {
+		return nil, fmt.Errorf("store: prior version: %w", translate(err))
+	}
+	if len(body) == 0 {
+		return nil, nil
+	}
+	ch, err := merge.DecodeChange([]byte(body[0]))
+	if err != nil {
+		return nil, fmt.Errorf("store: prior version of %s: %w", key, err)
+	}
+	return ch, nil
+}
+
+// Write stages every row of one push.
+func (t *pushTx) Write(ctx context.Context, w domain.PushWrites) error {
+	tx := t.tx.WithContext(ctx)
+	if err := t.writeRecords(tx, w.Records); err != nil {
+		return err
+	}
+	if len(w.Versions) > 0 {
+		rows := make([][]any, len(w.Versions))
+		for i, v := range w.Versions {
+			change, _ := v.Change.MarshalJSON()
+			rows[i] = []any{v.Key.Collection, v.Key.ID, v.ChangeID, v.Subject, string(v.Node), v.Dot, v.HLC.String(),
+				v.Clamped, string(v.Outcome), string(change), string(v.Record.AppendJSON(nil)), v.Conflicts, v.ReceivedAt}
+		}
+		if err := insertRows(tx, "record_versions", []string{"collection", "record_id", "change_id", "subject", "node", "dot", "hlc",
+			"clamped", "outcome", "change", "state", "conflicts", "received_at"}, rows, ""); err != nil {
+			return err
+		}
+	}
+	if len(w.Seen) > 0 {
+		rows := make([][]any, len(w.Seen))
+		for i, s := range w.Seen {
+			rows[i] = []any{s.Subject, s.ChangeID, s.Key.Collection, s.Key.ID, string(s.Status), s.Code, s.Message, s.Clamped, s.SeenAt}
+		}
+		if err := insertRows(tx, "seen_changes", []string{"subject", "change_id", "collection", "record_id", "status", "code", "message", "clamped", "seen_at"},
+			rows, " ON CONFLICT (subject, change_id) DO NOTHING"); err != nil {
+			return err
+		}
+	}
+	for _, c := range w.Conflicts {
+		vals, err := json.Marshal(conflictValues(c.Values))
+		if err != nil {
+			return err
+		}
+		if err := tx.Exec(`INSERT INTO conflicts (id, collection, record_id, field, rule, review_required, vals, kept, status,
+				unit, contingent, change_id, created_at, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'open', ?, ?, ?, ?, ?)
+			ON CONFLICT (collection, record_id, field) WHERE status = 'open' DO UPDATE SET
+				rule = excluded.rule, review_required = excluded.review_required, vals = excluded.vals,
+				kept = excluded.kept, change_id = excluded.change_id, updated_at = excluded.updated_at`,
+			uuid.NewString(), c.Collection, c.RecordID, c.Field, string(c.Rule), c.ReviewRequired, string(vals), c.Kept,
+			c.Owner.Unit, c.Owner.Contingent, c.ChangeID, c.At, c.At).Error; err != nil {
+			return fmt.Errorf("store: conflict: %w", translate(err))
+		}
+	}
+	for _, st := range w.Settlements {
+		if err := tx.Exec(`UPDATE conflicts SET status = 'resolved', resolution = 'superseded', resolved_by = ?, resolved_at = ?, updated_at = ?
+			WHERE collection = ? AND record_id = ? AND field = ? AND status = 'open'`,
+			string(st.Node), st.At, st.At, st.Key.Collection, st.Key.ID, st.Field).Error; err != nil {
+			return fmt.Errorf("store: settle conflict: %w", translate(err))
+		}
+	}
+	if len(w.Rejections) > 0 {
+		rows := make([][]any, len(w.Rejections))
+		for i, r := range w.Rejections {
+			rows[i] = []any{r.Subject, r.ChangeID, r.Key.Collection, r.Key.ID, r.Owner.Unit, r.Owner.Contingent, r.Code, r.Message, string(r.Body), r.ReceivedAt}
+		}
+		if err := insertRows(tx, "rejections", []string{"subject", "change_id", "collection", "record_id", "unit", "contingent", "code", "message", "body", "received_at"},
+			rows, " ON CONFLICT (subject, change_id) DO NOTHING"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ConflictValue is one competing value of a stored conflict, as the review
+// API shows it.
+type ConflictValue struct {
+	Value json.RawMessage `json:"value"`
+	Node  string          `json:"node"`
+	HLC   string          `json:"hlc"`
+	Dot   uint64          `json:"dot"`
+}
+
+func conflictValues(ws []merge.Write) []ConflictValue {
+	out := make([]ConflictValue, len(ws))
+	for i, w := range ws {
+		out[i] = ConflictValue{Value: json.RawMessage(w.Value), Node: string(w.Node()), HLC: w.HLC.String(), Dot: w.Dot}
+	}
+	return out
+}
+
+// writeRecords upserts the new states. The owner (unit, contingent) is set
+// when a record is created and never changes. Each write moves the record to
+// the end of the change feed: on PostgreSQL a new seq and the writing
+// transaction's id; on SQLite the next seq after the largest, which is safe
+// because this transaction holds the only write lock.
+func (t *pushTx) writeRecords(tx *gorm.DB, recs []domain.StoredRecord) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	recs = slices.Clone(recs)
+	slices.SortFunc(recs, func(a, b domain.StoredRecord) int {
+		return cmp.Or(strings.Compare(a.Record.Collection, b.Record.Collection), strings.Compare(a.Record.ID, b.Record.ID))
+	})
+	now := tx.NowFunc()
+	cols := []string{"collection", "id", "unit", "contingent", "state", "deleted", "updated_at"}
+	rows := make([][]any, len(recs))
+	for i, r := range recs {
+		rows[i] = []any{r.Record.Collection, r.Record.ID, r.Owner.Unit, r.Owner.Contingent, string(r.Record.AppendJSON(nil)), r.Record.Deleted(), now}
+	}
+	if t.dialect == Postgres {
+		return insertRows(tx, "records", cols, rows, ` ON CONFLICT (collection, id) DO UPDATE SET
+			state = excluded.state, deleted = excluded.deleted, updated_at = excluded.updated_at,
+			txid = pg_current_xact_id(), seq = nextval('feed_seq')`)
+	}
+	var top int64
+	if err := tx.Raw(`SELECT COALESCE(MAX(seq), 0) FROM records`).Scan(&top).Error; err != nil {
+		return fmt.Errorf("store: feed position: %w", translate(err))
+	}
+	cols = append(cols, "seq")
+	for i := range rows {
+		rows[i] = append(rows[i], top+int64(i)+1)
+	}
+	return insertRows(tx, "records", cols, rows, ` ON CONFLICT (collection, id) DO UPDATE SET
+		state = excluded.state, deleted = excluded.deleted, updated_at = excluded.updated_at, seq = excluded.seq`)
+}
+
+// insertRows inserts rows with multi-row VALUES statements of at most
+// chunk rows, keeping under both engines' bound-parameter limits.
+func insertRows(tx *gorm.DB, table string, cols []string, rows [][]any, suffix string) error {
+	const maxParams = 30000
+	chunk := max(1, maxParams/len(cols))
+	placeholder := "(" + strings.TrimSuffix(strings.Repeat("?, ", len(cols)), ", ") + ")"
+	for start := 0; start < len(rows); start += chunk {
+		end := min(len(rows), start+chunk)
+		var sb strings.Builder
+		sb.WriteString("INSERT INTO " + table + " (" + strings.Join(cols, ", ") + ") VALUES ")
+		args := make([]any, 0, (end-start)*len(cols))
+		for i := start; i < end; i++ {
+			if i > start {
+				sb.WriteString(", ")
+			}
+			sb.WriteString(placeholder)
+			args = append(args, rows[i]...)
+		}
+		sb.WriteString(suffix)
+		if err := tx.Exec(sb.String(), args...).Error; err != nil {
+			return fmt.Errorf("store: insert %s: %w", table, translate(err))
+		}
+	}
+	return nil
+}
