@@ -85,20 +85,36 @@ func reject(stored *Record, ch *Change, code, format string, args ...any) Result
 // applied, never on their order or repetition.
 func (p *Policy) Apply(stored *Record, ch *Change, prior *Change, opt Options) Result {
 	norm, res, ok := p.validate(stored, ch, opt)
+	if !ok && shapeCode(res.Code) {
+		return res // no usable node or dot: nothing more can be said
+	}
+	node, dot := ch.Node(), ch.Dot()
+	if stored != nil && stored.VV.Covers(node, dot) {
+		// The writer's counter is already known. Checked before the
+		// content rules: a reinstalled device re-sending "creations" must
+		// read as a regression, not as a missing field.
+		if ok && prior != nil && SameEdit(prior, norm) {
+			return Result{Outcome: Stale, Record: stored, Change: norm}
+		}
+		shown := norm
+		if !ok {
+			shown = ch
+		}
+		r := reject(stored, shown, CodeVVRegressed,
+			"node %s sent counter %d for this record, but counter %d is already known with a different edit: its counters went backwards", node, dot, stored.VV.Get(node))
+		r.Conflicts = []Conflict{regressedConflict(shown)}
+		return r
+	}
 	if !ok {
 		return res
 	}
-	node, dot := norm.Node(), norm.Dot()
-	if stored != nil && stored.VV.Covers(node, dot) {
-		if prior != nil && SameEdit(prior, norm) {
-			return Result{Outcome: Stale, Record: stored, Change: norm}
-		}
-		r := reject(stored, norm, CodeVVRegressed,
-			"node %s sent counter %d for this record, but counter %d is already known with a different edit: its counters went backwards", node, dot, stored.VV.Get(node))
-		r.Conflicts = []Conflict{regressedConflict(norm)}
-		return r
-	}
 	return p.merge(stored, norm)
+}
+
+// shapeCode reports whether a rejection leaves the change without a usable
+// record, node or dot.
+func shapeCode(code string) bool {
+	return code == CodeInvalidChange || code == CodeInvalidVV || code == CodeInvalidHLC
 }
 
 // Covered reports whether stored has already seen the change's dot, in which

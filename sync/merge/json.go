@@ -157,6 +157,9 @@ func (r *Record) UnmarshalJSON(data []byte) error {
 	if err := dec.Decode(&w); err != nil {
 		return fmt.Errorf("%w: %v", ErrRecordEncoding, err)
 	}
+	if len(bytes.TrimSpace(data[dec.InputOffset():])) != 0 {
+		return fmt.Errorf("%w: trailing data", ErrRecordEncoding)
+	}
 	if !ValidID(w.ID) || w.Collection == "" {
 		return fmt.Errorf("%w: bad collection or id", ErrRecordEncoding)
 	}
@@ -254,7 +257,7 @@ func DecodeChange(data []byte) (*Change, error) {
 	if err := dec.Decode(&w); err != nil {
 		return nil, &DecodeError{Code: CodeInvalidChange, Message: "change does not decode: " + err.Error(), ChangeID: peekChangeID(data)}
 	}
-	if dec.More() {
+	if len(bytes.TrimSpace(data[dec.InputOffset():])) != 0 {
 		return nil, &DecodeError{Code: CodeInvalidChange, Message: "trailing data after the change", ChangeID: w.ChangeID}
 	}
 	fail := func(code, format string, args ...any) (*Change, error) {

@@ -131,8 +131,9 @@ func PatrolLogs() *Policy {
 	}
 	tm := func(name string) FieldSpec { return FieldSpec{Name: name, Type: Time, Rule: RuleLaterHLC} }
 	return sorted(&Policy{
-		Collection:  "patrol_logs",
-		FreezeField: "signed_off",
+		Collection:   "patrol_logs",
+		FreezeField:  "signed_off",
+		DeviceDelete: true, // a patrol planned by mistake; a concurrent edit revives it
 		Fields: []FieldSpec{
 			{Name: "unit", Type: String, MaxLen: 64, Rule: RuleLaterHLC, Required: true},
 			str("contingent", 64),

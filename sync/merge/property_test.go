@@ -85,7 +85,7 @@ func genWorld(t *rapid.T) *simtest.World {
 	for s := 0; s < steps; s++ {
 		w.NowMS += int64(rapid.IntRange(0, 120_000).Draw(t, "tick"))
 		d := w.Devices[rapid.IntRange(0, n-1).Draw(t, "device")]
-		switch rapid.IntRange(0, 11).Draw(t, "action") {
+		switch rapid.IntRange(0, 13).Draw(t, "action") {
 		case 0, 1, 2: // edit or create a patrol log
 			k := rapid.SampledFrom(logKeys).Draw(t, "log")
 			w.Edit(d, k, genFields(t, reg[k.Collection], d.Local.Records[k] == nil), false)
@@ -117,6 +117,23 @@ func genWorld(t *rapid.T) *simtest.World {
 			if rec := w.Server.Records[k]; rec != nil && !rec.Deleted() && !bytes.Equal(rec.Value("signed_off"), []byte("true")) {
 				if _, err := w.SignOff(k, "sup-1"); err != nil {
 					t.Fatal(err)
+				}
+			}
+		case 12: // a reinstalled device re-uses counter 1 on a record it wrote
+			k := rapid.SampledFrom(append(append([]simtest.Key{}, logKeys...), corridorKeys...)).Draw(t, "regress")
+			if rec := w.Server.Records[k]; rec != nil && rec.VV.Get(d.Node) > 0 {
+				fs := genFields(t, reg[k.Collection], true)
+				if res := w.Send(d, k, vv.MustFromMap(map[vv.NodeID]uint64{d.Node: 1}), fs, false); res.Outcome != merge.Rejected && res.Outcome != merge.Stale {
+					t.Fatalf("regressed counter: %s, want rejected or stale", res.Outcome)
+				}
+			}
+		case 13: // a device tries to edit an entry it has seen
+			k := rapid.SampledFrom(entryKeys).Draw(t, "entry")
+			if rec := w.Server.Records[k]; rec != nil {
+				v := rec.VV.Increment(d.Node)
+				res := w.Send(d, k, v, []merge.FieldValue{{Name: "text", Value: []byte(`"changed"`)}}, false)
+				if res.Outcome != merge.Rejected || res.Code != merge.CodeImmutable {
+					t.Fatalf("editing an entry: %s %s, want rejected immutable", res.Outcome, res.Code)
 				}
 			}
 		case 11: // a supervisor resolves a disputed field
@@ -157,14 +174,21 @@ func setField(fs []merge.FieldValue, name string, v []byte) []merge.FieldValue {
 }
 
 // causalOrder draws a random order of log that respects causality per
-// record: a change comes after every change its vector covers.
+// record: a change comes after every change its vector covers. Two changes
+// that claim the same (node, dot) (a device whose counter went backwards)
+// keep their relative order in log: which of them is the regression depends
+// on which came first, and the server's order is the reference.
 func causalOrder(t *rapid.T, log []*merge.Change, label string) []*merge.Change {
+	index := make(map[*merge.Change]int, len(log))
+	for i, c := range log {
+		index[c] = i
+	}
 	remaining := slices.Clone(log)
 	var out []*merge.Change
 	for len(remaining) > 0 {
 		var ready []int
 		for i, c := range remaining {
-			if !blocked(c, remaining) {
+			if !blocked(c, remaining, index) {
 				ready = append(ready, i)
 			}
 		}
@@ -175,10 +199,20 @@ func causalOrder(t *rapid.T, log []*merge.Change, label string) []*merge.Change 
 	return out
 }
 
-// blocked reports whether c covers a change still undelivered.
-func blocked(c *merge.Change, pending []*merge.Change) bool {
+// blocked reports whether c covers a change still undelivered, or re-uses
+// the (node, dot) of an undelivered change that came before it.
+func blocked(c *merge.Change, pending []*merge.Change, index map[*merge.Change]int) bool {
 	for _, o := range pending {
-		if o != c && o.Collection == c.Collection && o.ID == c.ID && c.VV.Covers(o.Node(), o.Dot()) && !(o.Node() == c.Node() && o.Dot() == c.Dot()) {
+		if o == c || o.Collection != c.Collection || o.ID != c.ID {
+			continue
+		}
+		if o.Node() == c.Node() && o.Dot() == c.Dot() {
+			if index[o] < index[c] {
+				return true
+			}
+			continue
+		}
+		if c.VV.Covers(o.Node(), o.Dot()) {
 			return true
 		}
 	}
@@ -190,7 +224,11 @@ func blocked(c *merge.Change, pending []*merge.Change) bool {
 func replay(t *rapid.T, reg merge.Registry, changes []*merge.Change, label string) *simtest.Replica {
 	r := simtest.NewReplica(reg)
 	for i, c := range changes {
-		r.Deliver(c)
+		if res := r.Deliver(c); res.Outcome == merge.Rejected && rejectedAtServer != nil && !rejectedAtServer[c.ChangeID] {
+			t.Fatalf("%s rejected on a replica (%s) but accepted by the server", c.ChangeID, res.Code)
+		} else if res.Outcome != merge.Rejected && rejectedAtServer[c.ChangeID] {
+			t.Fatalf("%s accepted on a replica (%s) but rejected by the server", c.ChangeID, res.Outcome)
+		}
 		switch rapid.IntRange(0, 5).Draw(t, label+"-dup") {
 		case 0:
 			if res := r.Deliver(c); res.Outcome != merge.Duplicate {
@@ -218,9 +256,21 @@ func causallyClosedPrefix(t *rapid.T, order []*merge.Change, label string) []*me
 	return order[:rapid.IntRange(0, len(order)).Draw(t, label)]
 }
 
+// rejectedAtServer, when set, lists the change ids the server rejected:
+// every replica must reject exactly those.
+var rejectedAtServer map[string]bool
+
 func TestPropertyConvergence(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		w := genWorld(t)
+		rejectedAtServer = map[string]bool{}
+		defer func() { rejectedAtServer = nil }()
+		verdicts := simtest.NewReplica(w.Policies)
+		for _, c := range w.Server.Log {
+			if verdicts.Deliver(c).Outcome == merge.Rejected {
+				rejectedAtServer[c.ChangeID] = true
+			}
+		}
 		reg := w.Policies
 		want := w.Server.Canonical()
 		// Every device, after the final sync, holds the server's state.
@@ -324,11 +374,11 @@ func TestPropertyNoWriteLost(t *testing.T) {
 		// sibling or amendment) or was superseded by a later write to the
 		// same field from a writer who had seen it.
 		for _, ch := range srv.Log {
+			if !srv.Accepted(ch.ChangeID) {
+				continue // rejected: kept in the dead-letter list, not in state
+			}
 			k := simtest.Key{Collection: ch.Collection, ID: ch.ID}
 			rec := srv.Records[k]
-			if rec == nil {
-				continue // rejected creation
-			}
 			p := w.Policies[ch.Collection]
 			norm, res, ok := p.Validate(ch, merge.Options{})
 			if !ok {
@@ -336,7 +386,7 @@ func TestPropertyNoWriteLost(t *testing.T) {
 				continue
 			}
 			for _, fv := range withDeleted(norm) {
-				if inState(rec, fv.Name, ch) || supersededIn(srv.Log, ch, fv.Name) {
+				if inState(rec, fv.Name, ch) || supersededIn(srv, ch, fv.Name) {
 					continue
 				}
 				t.Fatalf("write %s@%d to %s.%s (%s) is lost:\n%s", ch.Node(), ch.Dot(), k, fv.Name, fv.Value, rec.AppendJSON(nil))
@@ -380,9 +430,9 @@ func inState(rec *merge.Record, field string, ch *merge.Change) bool {
 	return false
 }
 
-func supersededIn(log []*merge.Change, ch *merge.Change, field string) bool {
-	for _, o := range log {
-		if o == ch || o.Collection != ch.Collection || o.ID != ch.ID || !o.VV.Covers(ch.Node(), ch.Dot()) {
+func supersededIn(srv *simtest.Replica, ch *merge.Change, field string) bool {
+	for _, o := range srv.Log {
+		if o == ch || !srv.Accepted(o.ChangeID) || o.Collection != ch.Collection || o.ID != ch.ID || !o.VV.Covers(ch.Node(), ch.Dot()) {
 			continue
 		}
 		if o.Node() == ch.Node() && o.Dot() == ch.Dot() {
@@ -428,7 +478,7 @@ func TestPropertyRules(t *testing.T) {
 						if o.Node() == wr.Node() && o.Dot == wr.Dot {
 							continue
 						}
-						if writerVV(srv.Log, k, o).Covers(wr.Node(), wr.Dot) && !(frozen && wr.Node() == vv.Server) {
+						if writerVV(srv, k, o).Covers(wr.Node(), wr.Dot) && !(frozen && wr.Node() == vv.Server) {
 							t.Fatalf("%s.%s keeps %s@%d beside %s@%d, which had seen it", k, f.Name, wr.Node(), wr.Dot, o.Node(), o.Dot)
 						}
 					}
@@ -476,9 +526,9 @@ func rank(v []byte) int {
 	return map[string]int{`"open"`: 0, `"restricted"`: 1, `"closed"`: 2}[string(v)]
 }
 
-func writerVV(log []*merge.Change, k simtest.Key, w merge.Write) vv.Vector {
-	for _, c := range log {
-		if c.Collection == k.Collection && c.ID == k.ID && c.Node() == w.Node() && c.Dot() == w.Dot {
+func writerVV(srv *simtest.Replica, k simtest.Key, w merge.Write) vv.Vector {
+	for _, c := range srv.Log {
+		if srv.Accepted(c.ChangeID) && c.Collection == k.Collection && c.ID == k.ID && c.Node() == w.Node() && c.Dot() == w.Dot {
 			return c.VV
 		}
 	}

@@ -36,6 +36,10 @@ func (p *Policy) SignOff(rec *Record, changeID string, stamp hlc.Timestamp, by s
 	if p.FreezeField == "" {
 		return nil, fmt.Errorf("merge: %s records cannot be signed off", p.Collection)
 	}
+	if rec.Deleted() {
+		// Signing re-writes every field, which would also revive it.
+		return nil, fmt.Errorf("merge: %s/%s is deleted and cannot be signed off", rec.Collection, rec.ID)
+	}
 	var fields []FieldValue
 	for k := range rec.Fields {
 		f := &rec.Fields[k]

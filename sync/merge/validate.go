@@ -72,7 +72,10 @@ func (p *Policy) validate(stored *Record, ch *Change, opt Options) (*Change, Res
 		}
 		return ch, Result{}, true
 	}
-	if len(ch.Fields) == 0 {
+	if len(ch.Fields) == 0 && node != vv.Server {
+		// A server change may write no field: it still writes the deletion
+		// pseudo-field, which is how a supervisor keeps a revived record
+		// (or settles a delete conflict) without touching its values.
 		return bad(CodeEmptyChange, "a change must write at least one field or delete the record")
 	}
 	if p.Immutable && !ch.IsCreation() {

@@ -87,6 +87,13 @@ func (r *Replica) Deliver(ch *merge.Change) merge.Result {
 	return res
 }
 
+// Accepted reports whether the replica applied or merged the change with this
+// id (the first time it came).
+func (r *Replica) Accepted(changeID string) bool {
+	res, ok := r.seen[changeID]
+	return ok && (res.Outcome == merge.Applied || res.Outcome == merge.Merged)
+}
+
 // Seen reports whether the replica has had a change with this id.
 func (r *Replica) Seen(changeID string) bool {
 	_, ok := r.seen[changeID]

@@ -96,6 +96,19 @@ func (w *World) Push(d *Device, n int) []merge.Result {
 	return out
 }
 
+// Send delivers a hand-made change from d straight to the server, bypassing
+// d's replica and outbox: a misbehaving or reinstalled device.
+func (w *World) Send(d *Device, k Key, v vv.Vector, fields []merge.FieldValue, deleted bool) merge.Result {
+	fs := append([]merge.FieldValue(nil), fields...)
+	merge.SortFields(fs)
+	ch := &merge.Change{
+		ChangeID: w.nextID(), Collection: k.Collection, ID: k.ID,
+		VV: v, HLC: d.Clock.Now(), Fields: fs, Deleted: deleted,
+	}
+	w.Changes = append(w.Changes, ch)
+	return w.Server.Deliver(ch)
+}
+
 // Pull joins every server record into d's local replica.
 func (w *World) Pull(d *Device) error {
 	for _, k := range w.Server.Keys() {

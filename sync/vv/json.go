@@ -74,8 +74,8 @@ func (v *Vector) UnmarshalJSON(data []byte) error {
 			return fmt.Errorf("%w: counter of %q is not a number", ErrEncoding, key)
 		}
 		c, err := strconv.ParseUint(string(num), 10, 64)
-		if err != nil {
-			return fmt.Errorf("%w: counter of %q must be a whole number: %s", ErrCounter, key, num)
+		if err != nil || c > MaxCounter {
+			return fmt.Errorf("%w: counter of %q must be a whole number up to %d: %s", ErrCounter, key, uint64(MaxCounter), num)
 		}
 		if c == 0 {
 			return fmt.Errorf("%w: node %q", ErrCounter, key)
@@ -85,10 +85,7 @@ func (v *Vector) UnmarshalJSON(data []byte) error {
 	if _, err := dec.Token(); err != nil {
 		return fmt.Errorf("%w: %v", ErrEncoding, err)
 	}
-	if dec.More() {
-		return fmt.Errorf("%w: trailing data", ErrEncoding)
-	}
-	if _, err := dec.Token(); err == nil {
+	if len(bytes.TrimSpace(data[dec.InputOffset():])) != 0 {
 		return fmt.Errorf("%w: trailing data", ErrEncoding)
 	}
 	slices.SortFunc(out, func(a, b Entry) int { return strings.Compare(string(a.Node), string(b.Node)) })

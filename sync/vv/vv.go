@@ -29,6 +29,10 @@ const Server NodeID = "srv"
 // MaxNodeIDLen is the longest node id accepted.
 const MaxNodeIDLen = 64
 
+// MaxCounter is the largest counter accepted: 2^53-1, the largest integer a
+// JSON number holds exactly in every client language (JavaScript included).
+const MaxCounter = 1<<53 - 1
+
 // Entry is one node's counter in a vector.
 type Entry struct {
 	Node    NodeID
@@ -66,7 +70,7 @@ func (o Ordering) String() string {
 // Errors returned by validation and decoding, matched with errors.Is.
 var (
 	ErrNodeID    = errors.New("vv: invalid node id")
-	ErrCounter   = errors.New("vv: counter must be at least 1")
+	ErrCounter   = errors.New("vv: counter out of range")
 	ErrUnsorted  = errors.New("vv: entries not sorted or duplicated")
 	ErrTooLarge  = errors.New("vv: too many entries")
 	ErrEncoding  = errors.New("vv: malformed encoding")
@@ -138,8 +142,8 @@ func (v Vector) Validate(maxEntries int) error {
 		if !ValidNodeID(string(e.Node)) {
 			return fmt.Errorf("%w: %q", ErrNodeID, e.Node)
 		}
-		if e.Counter == 0 {
-			return fmt.Errorf("%w: node %q", ErrCounter, e.Node)
+		if e.Counter == 0 || e.Counter > MaxCounter {
+			return fmt.Errorf("%w: node %q has counter %d (1..%d)", ErrCounter, e.Node, e.Counter, uint64(MaxCounter))
 		}
 		if i > 0 && v[i-1].Node >= e.Node {
 			return ErrUnsorted
@@ -232,9 +236,16 @@ func Merge(a, b Vector) Vector {
 	return out
 }
 
-// Increment returns a copy of v with node n's counter raised by one.
+// Increment returns a copy of v with node n's counter raised by one. A
+// counter already at the uint64 maximum stays there (it is far beyond
+// MaxCounter, so Validate rejects the result) instead of wrapping to zero,
+// which would erase the node.
 func (v Vector) Increment(n NodeID) Vector {
-	return v.With(n, v.Get(n)+1)
+	c := v.Get(n)
+	if c < ^uint64(0) {
+		c++
+	}
+	return v.With(n, c)
 }
 
 // With returns a copy of v with node n's counter set to c (c = 0 removes n).
