@@ -77,6 +77,11 @@ func (s *Service) Push(ctx context.Context, id domain.Identity, raws []json.RawM
 	if id.Role != domain.RoleDevice {
 		return nil, domain.Errorf(domain.CodeForbidden, "only devices push changes; %s tokens use their own routes", id.Role)
 	}
+	// A device writes as its own node; the server node is never a device,
+	// or a device could author sign-offs and resolutions.
+	if !vv.ValidNodeID(id.Subject) || vv.NodeID(id.Subject) == vv.Server {
+		return nil, domain.Errorf(domain.CodeForbidden, "this device id cannot write changes")
+	}
 	items := make([]item, len(raws))
 	var keys []domain.Key
 	var ids []string

@@ -1,0 +1,45 @@
+package store
+
+import (
+	"context"
+	"crypto/ed25519"
+	"fmt"
+	"time"
+
+	"github.com/fieldsync/fieldsync/internal/domain"
+)
+
+type keyRow struct {
+	KID        string `gorm:"column:kid"`
+	Alg        string
+	PublicKey  []byte
+	PrivateKey []byte
+	CreatedAt  time.Time
+	RetiredAt  *time.Time
+}
+
+// SigningKeys returns every stored token signing key, oldest first.
+func (s *Store) SigningKeys(ctx context.Context) ([]domain.SigningKey, error) {
+	var rows []keyRow
+	if err := s.db.WithContext(ctx).Raw(`SELECT kid, alg, public_key, private_key, created_at, retired_at
+		FROM signing_keys ORDER BY created_at, kid`).Scan(&rows).Error; err != nil {
+		return nil, fmt.Errorf("store: signing keys: %w", translate(err))
+	}
+	out := make([]domain.SigningKey, len(rows))
+	for i, r := range rows {
+		out[i] = domain.SigningKey{KID: r.KID, Alg: r.Alg, Public: ed25519.PublicKey(r.PublicKey), CreatedAt: r.CreatedAt.UTC(), RetiredAt: r.RetiredAt}
+		if len(r.PrivateKey) > 0 {
+			out[i].Private = ed25519.PrivateKey(r.PrivateKey)
+		}
+	}
+	return out, nil
+}
+
+// AddSigningKey stores a new signing key.
+func (s *Store) AddSigningKey(ctx context.Context, k domain.SigningKey) error {
+	if err := s.db.WithContext(ctx).Exec(`INSERT INTO signing_keys (kid, alg, public_key, private_key, created_at, retired_at)
+		VALUES (?, ?, ?, ?, ?, ?)`, k.KID, k.Alg, []byte(k.Public), []byte(k.Private), k.CreatedAt.UTC(), k.RetiredAt).Error; err != nil {
+		return fmt.Errorf("store: add signing key: %w", translate(err))
+	}
+	return nil
+}

@@ -1,0 +1,73 @@
+package store_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/fieldsync/fieldsync/internal/domain"
+	"github.com/fieldsync/fieldsync/internal/store"
+	"github.com/fieldsync/fieldsync/internal/store/dbtest"
+)
+
+var _ domain.Store = (*store.Store)(nil)
+var _ domain.KeyStore = (*store.Store)(nil)
+
+func TestAFreshDatabaseIsBehindUntilMigrated(t *testing.T) {
+	ctx := context.Background()
+	check := func(t *testing.T, u string) {
+		s, err := store.Open(ctx, u, store.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		if ok, err := s.SchemaCurrent(ctx); err != nil || ok {
+			t.Fatalf("fresh database: current=%v err=%v, want behind", ok, err)
+		}
+		applied, err := s.Migrate(ctx)
+		if err != nil || len(applied) == 0 {
+			t.Fatalf("migrate: %v %v", applied, err)
+		}
+		if ok, err := s.SchemaCurrent(ctx); err != nil || !ok {
+			t.Fatalf("after migrate: current=%v err=%v", ok, err)
+		}
+		if again, err := s.Migrate(ctx); err != nil || len(again) != 0 {
+			t.Fatalf("second migrate applied %v (%v), want nothing", again, err)
+		}
+	}
+	t.Run("sqlite", func(t *testing.T) { check(t, t.TempDir()+"/fresh.db") })
+	t.Run("postgres", func(t *testing.T) {
+		u, ok := dbtest.PostgresURL(t)
+		if !ok {
+			t.Skip(dbtest.EnvURL + " is not set: the PostgreSQL suite runs in CI")
+		}
+		check(t, u)
+	})
+}
+
+func TestSigningKeysRoundTrip(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, db dbtest.DB) {
+		ctx := context.Background()
+		k := domain.SigningKey{KID: "k1", Alg: "EdDSA", Public: make([]byte, 32), Private: make([]byte, 64), CreatedAt: time.Now().UTC().Truncate(time.Millisecond)}
+		if err := db.Store.AddSigningKey(ctx, k); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.Store.AddSigningKey(ctx, k); err == nil {
+			t.Fatal("a second key with the same kid was stored")
+		}
+		keys, err := db.Store.SigningKeys(ctx)
+		if err != nil || len(keys) != 1 || keys[0].KID != "k1" || len(keys[0].Public) != 32 || len(keys[0].Private) != 64 || !keys[0].CreatedAt.Equal(k.CreatedAt) {
+			t.Fatalf("keys = %+v, %v", keys, err)
+		}
+	})
+}
+
+func TestAnUnreachableDatabaseIsUnavailable(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// Nothing listens on port 1.
+	_, err := store.Open(ctx, "postgres://postgres@127.0.0.1:1/none?sslmode=disable&connect_timeout=2", store.Options{})
+	if domain.ErrorCode(err) != domain.CodeUnavailable {
+		t.Fatalf("err = %v, want unavailable", err)
+	}
+}
