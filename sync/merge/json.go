@@ -157,7 +157,7 @@ func (r *Record) UnmarshalJSON(data []byte) error {
 	if err := dec.Decode(&w); err != nil {
 		return fmt.Errorf("%w: %v", ErrRecordEncoding, err)
 	}
-	if len(bytes.TrimSpace(data[dec.InputOffset():])) != 0 {
+	if !vv.OnlyJSONSpace(data[dec.InputOffset():]) {
 		return fmt.Errorf("%w: trailing data", ErrRecordEncoding)
 	}
 	if !ValidID(w.ID) || w.Collection == "" {
@@ -197,7 +197,13 @@ func (r *Record) UnmarshalJSON(data []byte) error {
 			kept = &Write{Value: v, HLC: c.HLC, Dot: c.Dot}
 			f.Writes = append(f.Writes, *kept)
 		}
+		if sib, ok := w.Siblings[name]; ok && len(sib) == 0 {
+			return fmt.Errorf("%w: siblings of %q is empty", ErrRecordEncoding, name)
+		}
 		for _, s := range w.Siblings[name] {
+			if len(s.Value) == 0 || !json.Valid(s.Value) {
+				return fmt.Errorf("%w: a sibling of %q has no value", ErrRecordEncoding, name)
+			}
 			f.Writes = append(f.Writes, Write{Value: compactJSON(s.Value), HLC: s.HLC, Dot: s.Dot})
 		}
 		slices.SortFunc(f.Writes, compareID)
@@ -257,14 +263,15 @@ func DecodeChange(data []byte) (*Change, error) {
 	if err := dec.Decode(&w); err != nil {
 		return nil, &DecodeError{Code: CodeInvalidChange, Message: "change does not decode: " + err.Error(), ChangeID: peekChangeID(data)}
 	}
-	if len(bytes.TrimSpace(data[dec.InputOffset():])) != 0 {
+	if !ValidID(w.ChangeID) {
+		// No usable id: the error carries none, so nothing is keyed by it.
+		return nil, &DecodeError{Code: CodeInvalidChange, Message: fmt.Sprintf("change_id must be 1 to %d characters of [A-Za-z0-9._:-]", MaxIDLen)}
+	}
+	if !vv.OnlyJSONSpace(data[dec.InputOffset():]) {
 		return nil, &DecodeError{Code: CodeInvalidChange, Message: "trailing data after the change", ChangeID: w.ChangeID}
 	}
 	fail := func(code, format string, args ...any) (*Change, error) {
 		return nil, &DecodeError{Code: code, Message: fmt.Sprintf(format, args...), ChangeID: w.ChangeID}
-	}
-	if !ValidID(w.ChangeID) {
-		return fail(CodeInvalidChange, "change_id must be 1 to %d characters of [A-Za-z0-9._:-]", MaxIDLen)
 	}
 	ch := &Change{ChangeID: w.ChangeID, Collection: w.Collection, ID: w.ID, Deleted: w.Deleted}
 	if len(w.VV) == 0 {

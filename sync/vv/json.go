@@ -14,6 +14,18 @@ import (
 // Validate sees it.
 const DecodeLimit = 4096
 
+// OnlyJSONSpace reports whether b holds nothing but JSON whitespace (space,
+// tab, CR, LF). bytes.TrimSpace is wider (vertical tab, form feed, NEL,
+// no-break space), which would let non-JSON bytes trail a value.
+func OnlyJSONSpace(b []byte) bool {
+	for _, c := range b {
+		if c != ' ' && c != '\t' && c != '\r' && c != '\n' {
+			return false
+		}
+	}
+	return true
+}
+
 // MarshalJSON encodes v as a JSON object with keys in ascending order, so the
 // same vector always encodes to the same bytes. Node ids are restricted to
 // characters that need no escaping.
@@ -85,7 +97,7 @@ func (v *Vector) UnmarshalJSON(data []byte) error {
 	if _, err := dec.Token(); err != nil {
 		return fmt.Errorf("%w: %v", ErrEncoding, err)
 	}
-	if len(bytes.TrimSpace(data[dec.InputOffset():])) != 0 {
+	if !OnlyJSONSpace(data[dec.InputOffset():]) {
 		return fmt.Errorf("%w: trailing data", ErrEncoding)
 	}
 	slices.SortFunc(out, func(a, b Entry) int { return strings.Compare(string(a.Node), string(b.Node)) })

@@ -1,0 +1,75 @@
+// Command fieldsync is the fieldsync server and its administration tool.
+//
+//	fieldsync serve    run the HTTP server (embedded SQLite by default)
+//	fieldsync migrate  apply pending database migrations and exit
+//	fieldsync version  print the version
+//
+// Every flag has a FIELDSYNC_* environment variable; run a subcommand with
+// -h for the list.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// Version is set at build time (-ldflags "-X main.Version=...").
+var Version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "fieldsync:", err)
+		}
+		os.Exit(2)
+	}
+}
+
+const usage = `fieldsync: the offline-first sync backend for field operations
+
+usage:
+  fieldsync serve [flags]    run the server (embedded SQLite unless FIELDSYNC_DATABASE_URL is a postgres:// URL)
+  fieldsync migrate [flags]  apply pending migrations and exit
+  fieldsync version          print the version
+
+Run "fieldsync serve -h" for the flags and their FIELDSYNC_* variables.
+`
+
+// run parses the subcommand and its configuration, then runs it. Parsing
+// stays apart from running so tests build a Main by hand.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return flag.ErrHelp
+	}
+	switch args[0] {
+	case "serve":
+		m, err := parseMain("serve", args[1:], getenv, stdout, stderr)
+		if err != nil {
+			return err
+		}
+		return m.Run(ctx)
+	case "migrate":
+		m, err := parseMain("migrate", args[1:], getenv, stdout, stderr)
+		if err != nil {
+			return err
+		}
+		return m.Migrate(ctx)
+	case "version":
+		fmt.Fprintln(stdout, "fieldsync", Version)
+		return nil
+	case "-h", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	fmt.Fprint(stderr, usage)
+	return fmt.Errorf("unknown command %q", args[0])
+}

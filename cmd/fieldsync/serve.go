@@ -1,0 +1,231 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync/atomic"
+	"time"
+
+	"github.com/fieldsync/fieldsync"
+	"github.com/fieldsync/fieldsync/internal/api"
+	"github.com/fieldsync/fieldsync/internal/auth"
+	"github.com/fieldsync/fieldsync/internal/config"
+	"github.com/fieldsync/fieldsync/internal/domain"
+	"github.com/fieldsync/fieldsync/internal/store"
+	"github.com/fieldsync/fieldsync/internal/syncer"
+	"github.com/fieldsync/fieldsync/sync/hlc"
+	"github.com/fieldsync/fieldsync/sync/vv"
+)
+
+// Main is one fieldsync process: its configuration and, once running, the
+// things it opened. The end-to-end test builds one with a hand-written
+// Config and runs it on :0.
+type Main struct {
+	Config config.Config
+	Stdout io.Writer
+	Logger *slog.Logger
+
+	// Started, when not nil, receives the listening address once the
+	// server accepts connections.
+	Started chan<- string
+
+	store   *store.Store
+	keyring *auth.Keyring
+}
+
+// parseMain reads flags and the environment into a validated Main.
+func parseMain(name string, args []string, getenv func(string) string, stdout, stderr io.Writer) (*Main, error) {
+	cfg := config.Default()
+	fs := flag.NewFlagSet("fieldsync "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	if err := cfg.Bind(fs, getenv); err != nil {
+		return nil, err
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("configuration: %w", err)
+	}
+	level, _ := cfg.Level()
+	opts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler = slog.NewJSONHandler(stderr, opts)
+	if cfg.LogFormat == "text" {
+		h = slog.NewTextHandler(stderr, opts)
+	}
+	return &Main{Config: cfg, Stdout: stdout, Logger: slog.New(h)}, nil
+}
+
+func (m *Main) logger() *slog.Logger {
+	if m.Logger == nil {
+		m.Logger = slog.Default()
+	}
+	return m.Logger
+}
+
+// open connects to the database.
+func (m *Main) open(ctx context.Context) error {
+	s, err := store.Open(ctx, m.Config.DatabaseURL, store.Options{MaxOpenConns: m.Config.DBMaxConns})
+	if err != nil {
+		return err
+	}
+	m.store = s
+	return nil
+}
+
+// Migrate applies pending migrations and exits.
+func (m *Main) Migrate(ctx context.Context) error {
+	if err := m.open(ctx); err != nil {
+		return err
+	}
+	defer m.store.Close()
+	applied, err := m.store.Migrate(ctx)
+	if err != nil {
+		return err
+	}
+	if len(applied) == 0 {
+		fmt.Fprintln(m.Stdout, "schema is current")
+		return nil
+	}
+	fmt.Fprintf(m.Stdout, "applied migrations %v\n", applied)
+	return nil
+}
+
+// Run serves until ctx is cancelled (SIGINT or SIGTERM), then stops taking
+// connections, lets in-flight requests finish within ShutdownTimeout and
+// closes the database.
+func (m *Main) Run(ctx context.Context) error {
+	log := m.logger()
+	cfg := m.Config
+	log.Info("fieldsync starting", append([]any{slog.String("version", Version)}, cfg.LogAttrs()...)...)
+	if err := m.open(ctx); err != nil {
+		return err
+	}
+	defer m.store.Close()
+	if cfg.AutoMigrate {
+		applied, err := m.store.Migrate(ctx)
+		if err != nil {
+			return err
+		}
+		if len(applied) > 0 {
+			log.Info("migrations applied", slog.Any("versions", applied))
+		}
+	}
+
+	keyring, err := auth.NewKeyring(ctx, m.store, auth.Config{
+		Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience, Leeway: cfg.TokenLeeway,
+	})
+	if err != nil {
+		return err
+	}
+	m.keyring = keyring
+	// A fresh installation gets its first signing key; rotation later adds
+	// more while old ones keep verifying.
+	if err := keyring.EnsureSigningKey(ctx); err != nil {
+		return err
+	}
+	if cfg.Dev {
+		if err := m.printDevToken(); err != nil {
+			return err
+		}
+	}
+
+	physMS := func() int64 { return time.Now().UnixMilli() }
+	clock := hlc.NewClock(vv.Server, physMS, cfg.MaxClockSkew.Milliseconds())
+	svc := syncer.New(m.store, clock, time.Now, syncer.Config{
+		MaxVVEntries: cfg.MaxVVEntries, CorridorMaxAge: cfg.CorridorMaxAge,
+	})
+	app := api.New(api.Config{
+		BodyLimit:        int(cfg.MaxBodyBytes),
+		MaxChanges:       cfg.MaxChanges,
+		PullDefaultLimit: cfg.PullDefaultLimit,
+		PullMaxLimit:     cfg.PullMaxLimit,
+		ReadTimeout:      cfg.ReadTimeout,
+		WriteTimeout:     cfg.WriteTimeout,
+		IdleTimeout:      cfg.IdleTimeout,
+	}, api.Deps{
+		Syncer:   svc,
+		Verifier: keyring,
+		JWKS:     keyring.JWKS,
+		Ready:    m.ready(),
+		OpenAPI:  fieldsync.OpenAPI,
+		Logger:   log,
+	})
+
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", cfg.Addr, err)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- app.Listener(ln) }()
+	log.Info("fieldsync serving", slog.String("addr", ln.Addr().String()))
+	if m.Started != nil {
+		m.Started <- ln.Addr().String()
+	}
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("fieldsync shutting down: finishing in-flight requests", slog.Duration("timeout", cfg.ShutdownTimeout))
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := app.ShutdownWithContext(sctx); err != nil {
+		log.Error("shutdown", slog.String("error", err.Error()))
+	}
+	// Shutdown closes only the listeners Serve has registered; one that
+	// started serving a moment too late would run on, so close ours too.
+	_ = ln.Close()
+	if err := <-errc; err != nil && !errors.Is(err, net.ErrClosed) {
+		log.Error("listener", slog.String("error", err.Error()))
+	}
+	log.Info("fieldsync stopped")
+	return nil
+}
+
+// ready reports whether the server can serve sync traffic: the database
+// answers and its schema is current. Once the schema is seen current it
+// stays so for this binary (migrations only move forward), so the check
+// costs one ping after that.
+func (m *Main) ready() func(ctx context.Context) error {
+	var current atomic.Bool
+	return func(ctx context.Context) error {
+		if err := m.store.Ping(ctx); err != nil {
+			return err
+		}
+		if current.Load() {
+			return nil
+		}
+		ok, err := m.store.SchemaCurrent(ctx)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return domain.Errorf(domain.CodeNotReady, "the database schema is behind this binary; run fieldsync migrate")
+		}
+		current.Store(true)
+		return nil
+	}
+}
+
+// printDevToken prints a device token for local trials (serve --dev). It is
+// written to standard output for the person at the terminal, never to the
+// log.
+func (m *Main) printDevToken() error {
+	id := domain.Identity{Subject: "dev-demo", Role: domain.RoleDevice, Unit: "KEN-3", Contingent: "KEN"}
+	tok, err := m.keyring.Issue(id, 24*time.Hour)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(m.Stdout, "\nDEVELOPMENT MODE: a device token for device %s, unit %s, valid 24 h:\n\n%s\n\n"+
+		"export TOKEN=%s\n\n", id.Subject, id.Unit, tok, tok)
+	return nil
+}

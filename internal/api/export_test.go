@@ -1,0 +1,7 @@
+package api
+
+// Unexported helpers under test in package api_test.
+var (
+	AppendRecord = appendRecord
+	ParsePush    = parsePush
+)
