@@ -27,7 +27,11 @@ func sendJSON(c *fiber.Ctx, b []byte) error {
 // top-level "stale": true member, inserted before the closing brace, so the
 // bytes before it are the canonical encoding unchanged.
 func appendRecord(b []byte, rv *domain.RecordView) []byte {
-	b = rv.Record.AppendJSON(b)
+	if rv.Raw != nil {
+		b = append(b, rv.Raw...)
+	} else {
+		b = rv.Record.AppendJSON(b)
+	}
 	if !rv.Stale {
 		return b
 	}
@@ -48,7 +52,7 @@ func appendPushResponse(b []byte, r *domain.PushResponse) []byte {
 		b = appendString(b, res.ChangeID)
 		b = append(b, `,"status":`...)
 		b = appendString(b, string(res.Status))
-		if res.Record != nil && res.Record.Record != nil {
+		if res.Record != nil && (res.Record.Record != nil || res.Record.Raw != nil) {
 			b = append(b, `,"record":`...)
 			b = appendRecord(b, res.Record)
 		}
@@ -75,7 +79,7 @@ func appendPushResponse(b []byte, r *domain.PushResponse) []byte {
 func appendPullResponse(b []byte, r *domain.PullResponse) ([]byte, error) {
 	b = append(b, `{"records":[`...)
 	for i := range r.Records {
-		if r.Records[i].Record == nil {
+		if r.Records[i].Record == nil && r.Records[i].Raw == nil {
 			return nil, errors.New("api: syncer returned a pull record without a record")
 		}
 		if i > 0 {

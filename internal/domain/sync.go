@@ -71,17 +71,38 @@ func ParseCursor(s string) (Cursor, error) {
 }
 
 // StoredRecord is a record as the store holds it, with its owner and feed
-// position.
+// position. Pulls leave Record nil and fill Raw (the canonical encoding);
+// Decode turns it into a Record when one is needed.
 type StoredRecord struct {
-	Record *merge.Record
-	Owner  Owner
-	Cursor Cursor
+	Record     *merge.Record
+	Raw        []byte
+	Collection string
+	ID         string
+	Owner      Owner
+	Cursor     Cursor
+}
+
+// Decode returns the record, decoding Raw on first use.
+func (r *StoredRecord) Decode() (*merge.Record, error) {
+	if r.Record != nil {
+		return r.Record, nil
+	}
+	var rec merge.Record
+	if err := rec.UnmarshalJSON(r.Raw); err != nil {
+		return nil, err
+	}
+	r.Record = &rec
+	return r.Record, nil
 }
 
 // RecordView is a record as one caller may see it (hidden fields removed)
 // with its read-time flags.
 type RecordView struct {
+	// Record is the record, or nil when Raw carries it.
 	Record *merge.Record
+	// Raw, when set, is the record's canonical encoding as stored: pulls
+	// serve it as is when nothing must be hidden, without decoding it.
+	Raw []byte
 	// Stale is set for corridors whose verified_at is older than their
 	// max age: an old "open" must read as unverified.
 	Stale bool

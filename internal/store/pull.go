@@ -91,11 +91,15 @@ func page(rows []recordRow, limit int) ([]domain.StoredRecord, bool, error) {
 	}
 	out := make([]domain.StoredRecord, 0, len(rows))
 	for i := range rows {
-		sr, err := rows[i].stored()
+		cur, err := rows[i].cursor()
 		if err != nil {
 			return nil, false, err
 		}
-		out = append(out, sr)
+		// Left encoded: most pulls serve the stored bytes as they are.
+		out = append(out, domain.StoredRecord{
+			Raw: []byte(rows[i].State), Collection: rows[i].Collection, ID: rows[i].ID,
+			Owner: domain.Owner{Unit: rows[i].Unit, Contingent: rows[i].Contingent}, Cursor: cur,
+		})
 	}
 	return out, more, nil
 }

@@ -47,18 +47,26 @@ func (r *recordRow) stored() (domain.StoredRecord, error) {
 	if err := rec.UnmarshalJSON([]byte(r.State)); err != nil {
 		return domain.StoredRecord{}, fmt.Errorf("store: record %s/%s: %w", r.Collection, r.ID, err)
 	}
+	cur, err := r.cursor()
+	if err != nil {
+		return domain.StoredRecord{}, err
+	}
+	return domain.StoredRecord{
+		Record: &rec, Collection: r.Collection, ID: r.ID,
+		Owner:  domain.Owner{Unit: r.Unit, Contingent: r.Contingent},
+		Cursor: cur,
+	}, nil
+}
+
+func (r *recordRow) cursor() (domain.Cursor, error) {
 	var tx uint64
 	if r.Txid != "" {
 		var err error
 		if tx, err = strconv.ParseUint(r.Txid, 10, 64); err != nil {
-			return domain.StoredRecord{}, fmt.Errorf("store: record %s/%s: txid %q", r.Collection, r.ID, r.Txid)
+			return domain.Cursor{}, fmt.Errorf("store: record %s/%s: txid %q", r.Collection, r.ID, r.Txid)
 		}
 	}
-	return domain.StoredRecord{
-		Record: &rec,
-		Owner:  domain.Owner{Unit: r.Unit, Contingent: r.Contingent},
-		Cursor: domain.Cursor{TxID: tx, Seq: domain.Seq(r.Seq)},
-	}, nil
+	return domain.Cursor{TxID: tx, Seq: domain.Seq(r.Seq)}, nil
 }
 
 // recordColumns selects a record row; txid is 0 on SQLite.

@@ -62,6 +62,28 @@ func (s *Service) view(id domain.Identity, rec *merge.Record, owner domain.Owner
 	return v
 }
 
+// mustDecode reports whether a pulled record must be decoded before it is
+// served: to hide fields the caller may not see, or to compute a corridor's
+// staleness. Everything else is served as the stored canonical bytes.
+func (s *Service) mustDecode(id domain.Identity, r *domain.StoredRecord) bool {
+	if r.Collection == domain.Corridors || id.Role == domain.RolePartner {
+		return true
+	}
+	p := s.policies[r.Collection]
+	if p == nil {
+		return true
+	}
+	if id.SeesIdentities(r.Owner) {
+		return false
+	}
+	for i := range p.Fields {
+		if p.Fields[i].Identifying {
+			return true
+		}
+	}
+	return false
+}
+
 // item is one change of a push on its way through.
 type item struct {
 	raw     json.RawMessage
@@ -387,12 +409,21 @@ func (s *Service) Pull(ctx context.Context, id domain.Identity, req domain.PullR
 	}
 	now := s.now().UTC()
 	resp := &domain.PullResponse{Cursor: req.Cursor, HasMore: more, Records: make([]domain.RecordView, 0, len(recs))}
-	for _, r := range recs {
+	for i := range recs {
+		r := &recs[i]
 		resp.Cursor = r.Cursor
-		if !id.CanRead(r.Record.Collection, r.Owner) {
+		if !id.CanRead(r.Collection, r.Owner) {
 			continue // the filter already excludes these; never serve one if it did not
 		}
-		resp.Records = append(resp.Records, *s.view(id, r.Record, r.Owner, now))
+		if !s.mustDecode(id, r) {
+			resp.Records = append(resp.Records, domain.RecordView{Raw: r.Raw})
+			continue
+		}
+		rec, err := r.Decode()
+		if err != nil {
+			return nil, fmt.Errorf("syncer: pull %s/%s: %w", r.Collection, r.ID, err)
+		}
+		resp.Records = append(resp.Records, *s.view(id, rec, r.Owner, now))
 	}
 	resp.ServerHLC = s.clock.Now()
 	return resp, nil

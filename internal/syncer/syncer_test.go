@@ -46,16 +46,32 @@ func push(t *testing.T, s *syncer.Service, id domain.Identity, changes ...json.R
 	return resp
 }
 
-func pullAll(t *testing.T, s *syncer.Service, id domain.Identity, from domain.Cursor) ([]domain.RecordView, domain.Cursor) {
+// recordOf returns the record a pull served, decoding it when the service
+// passed the stored bytes through.
+func recordOf(t *testing.T, rv domain.RecordView) *merge.Record {
 	t.Helper()
-	var out []domain.RecordView
+	if rv.Record != nil {
+		return rv.Record
+	}
+	var rec merge.Record
+	if err := rec.UnmarshalJSON(rv.Raw); err != nil {
+		t.Fatalf("pulled record does not decode: %v", err)
+	}
+	return &rec
+}
+
+func pullAll(t *testing.T, s *syncer.Service, id domain.Identity, from domain.Cursor) ([]*merge.Record, domain.Cursor) {
+	t.Helper()
+	var out []*merge.Record
 	cur := from
 	for {
 		resp, err := s.Pull(context.Background(), id, domain.PullRequest{Cursor: cur, Limit: 50})
 		if err != nil {
 			t.Fatalf("pull: %v", err)
 		}
-		out = append(out, resp.Records...)
+		for _, rv := range resp.Records {
+			out = append(out, recordOf(t, rv))
+		}
 		cur = resp.Cursor
 		if !resp.HasMore {
 			return out, cur
@@ -82,10 +98,10 @@ func TestPushThenPullReturnsTheMergedRecord(t *testing.T) {
 			t.Fatalf("push result = %+v", got)
 		}
 		recs, cur := pullAll(t, s, dev, domain.Cursor{})
-		if len(recs) != 1 || recs[0].Record.ID != "log-1" {
+		if len(recs) != 1 || recs[0].ID != "log-1" {
 			t.Fatalf("pull = %d records", len(recs))
 		}
-		if !recs[0].Record.Equal(resp.Results[0].Record.Record) {
+		if !recs[0].Equal(resp.Results[0].Record.Record) {
 			t.Fatalf("pulled record differs from the pushed result")
 		}
 		if more, _ := pullAll(t, s, dev, cur); len(more) != 0 {
@@ -143,8 +159,8 @@ func TestReplayingAPushChangesNothing(t *testing.T) {
 			t.Fatalf("replays changed the state: %d records, want %d", len(after), len(state))
 		}
 		for i := range after {
-			if !after[i].Record.Equal(state[i].Record) {
-				t.Fatalf("replays changed %s", after[i].Record.ID)
+			if !after[i].Equal(state[i]) {
+				t.Fatalf("replays changed %s", after[i].ID)
 			}
 		}
 	})
@@ -305,7 +321,7 @@ func TestPullMissesNoCommittedChangeUnderConcurrentPushes(t *testing.T) {
 			}
 			pulls++
 			for _, r := range resp.Records {
-				pulled[r.Record.ID] = true
+				pulled[recordOf(t, r).ID] = true
 			}
 			cur = resp.Cursor
 		}
@@ -321,7 +337,7 @@ func TestPullMissesNoCommittedChangeUnderConcurrentPushes(t *testing.T) {
 				t.Fatal(err)
 			}
 			for _, r := range resp.Records {
-				pulled[r.Record.ID] = true
+				pulled[recordOf(t, r).ID] = true
 			}
 			cur = resp.Cursor
 			if !resp.HasMore {
@@ -340,5 +356,50 @@ func TestPullMissesNoCommittedChangeUnderConcurrentPushes(t *testing.T) {
 			t.Fatalf("committed %d, pulled %d distinct, want %d each", n, len(pulled), pushers*batches*perBatch)
 		}
 		t.Logf("%d records, %d pulls during the pushes", n, pulls)
+	})
+}
+
+func TestPullHidesWhatTheCallerMayNotSee(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, db dbtest.DB) {
+		s := newService(t, db)
+		dev := device("dev-1", "KEN-3")
+		push(t, s, dev,
+			change("e1", "patrol_entries", "entry-1", map[string]uint64{"dev-1": 1}, "dev-1", map[string]any{
+				"patrol_id": "0b9f6c1e-6a55-4c1c-9d0e-2f1f0f5d3a11", "unit": "KEN-3", "kind": "community_contact",
+				"occurred_at": "2026-11-28T05:00:00Z", "text": "met a resident", "contact_name": "CANARY-NAME-7731"}),
+			change("c1", "corridors", "rn1", map[string]uint64{"dev-1": 1}, "dev-1", map[string]any{
+				"status": "open", "notes": "CANARY-NOTE-2210", "verified_at": time.Now().UTC().Format(time.RFC3339)}))
+		raw := func(id domain.Identity) string {
+			t.Helper()
+			resp, err := s.Pull(context.Background(), id, domain.PullRequest{Limit: 100})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var b strings.Builder
+			for _, rv := range resp.Records {
+				b.Write(recordOf(t, rv).AppendJSON(nil))
+			}
+			return b.String()
+		}
+		if got := raw(dev); !strings.Contains(got, "CANARY-NAME-7731") || !strings.Contains(got, "CANARY-NOTE-2210") {
+			t.Fatalf("the authoring unit must see its own contact and corridor notes: %s", got)
+		}
+		sup := domain.Identity{Subject: "sup-1", Role: domain.RoleSupervisor, Contingent: "KEN"}
+		if got := raw(sup); !strings.Contains(got, "CANARY-NAME-7731") {
+			t.Fatalf("the unit's supervisor must see the contact: %s", got)
+		}
+		admin := domain.Identity{Subject: "admin-1", Role: domain.RoleAdmin}
+		if got := raw(admin); strings.Contains(got, "CANARY-NAME") || strings.Contains(got, "contact_name") || !strings.Contains(got, "entry-1") {
+			t.Fatalf("an administrator sees the entry but never the contact's identity: %s", got)
+		}
+		otherSup := domain.Identity{Subject: "sup-2", Role: domain.RoleSupervisor, Contingent: "JAM"}
+		if got := raw(otherSup); strings.Contains(got, "entry-1") {
+			t.Fatalf("a JAM supervisor pulled a KEN entry: %s", got)
+		}
+		partner := domain.Identity{Subject: "agency-1", Role: domain.RolePartner}
+		got := raw(partner)
+		if strings.Contains(got, "entry-1") || strings.Contains(got, "CANARY") || strings.Contains(got, `"notes"`) || !strings.Contains(got, `"rn1"`) {
+			t.Fatalf("a partner sees corridors without internal fields, nothing else: %s", got)
+		}
 	})
 }

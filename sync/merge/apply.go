@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/fieldsync/fieldsync/sync/vv"
 )
@@ -134,87 +135,118 @@ func (p *Policy) merge(stored *Record, ch *Change) Result {
 	frozenBefore := p.frozen(old)
 	amend := frozenBefore && node != vv.Server
 
-	// The change's writes, field by field, with the deletion pseudo-field.
-	writes := make([]FieldValue, 0, len(ch.Fields)+1)
-	writes = append(writes, ch.Fields...)
+	// The change's writes are ch.Fields with the deletion pseudo-field
+	// inserted at its sorted place; write(j) reads them without building
+	// the merged list.
 	del := []byte("false")
 	if ch.Deleted {
 		del = []byte("true")
 	}
-	writes = insertSorted(writes, FieldValue{Name: DeletedField, Value: del})
-
-	fields := make([]Field, 0, len(old)+len(writes))
-	touched := make([]bool, 0, len(old)+len(writes))
-	var before []Field // the touched fields' prior state, for conflict reports
-	i, j := 0, 0
-	for i < len(old) || j < len(writes) {
+	delAt, _ := slices.BinarySearchFunc(ch.Fields, DeletedField, func(f FieldValue, n string) int { return strings.Compare(f.Name, n) })
+	nw := len(ch.Fields) + 1
+	write := func(j int) (string, []byte) {
 		switch {
-		case j == len(writes) || (i < len(old) && old[i].Name < writes[j].Name):
-			fields = append(fields, old[i])
-			touched = append(touched, false)
-			i++
-		default:
-			var prev *Field
-			if i < len(old) && old[i].Name == writes[j].Name {
-				prev = &old[i]
-				i++
-			}
-			w := Write{Value: writes[j].Value, HLC: ch.HLC, Dot: dot}
-			f := Field{Name: writes[j].Name, Kept: -1}
-			if prev != nil {
-				f.Writes = make([]Write, 0, len(prev.Writes)+1)
-				for k := range prev.Writes {
-					o := &prev.Writes[k]
-					// A write the change has seen is superseded, except that a
-					// pending amendment never displaces a write of the frozen
-					// record itself.
-					if o.seenBy(ch.VV) && !(amend && o.Node() == vv.Server) {
-						continue
-					}
-					f.Writes = append(f.Writes, *o)
-				}
-				before = append(before, *prev)
-			} else {
-				f.Writes = make([]Write, 0, 1)
-				before = append(before, Field{Name: writes[j].Name, Kept: -1})
-			}
-			f.Writes = insertWrite(f.Writes, w)
-			fields = append(fields, f)
-			touched = append(touched, true)
-			j++
+		case j < delAt:
+			return ch.Fields[j].Name, ch.Fields[j].Value
+		case j == delAt:
+			return DeletedField, del
 		}
+		return ch.Fields[j-1].Name, ch.Fields[j-1].Value
+	}
+
+	// One backing array for every touched field's new frontier: each
+	// field's slice is capped so appends never run into the next one.
+	room := nw
+	{
+		i, j := 0, 0
+		for i < len(old) && j < nw {
+			name, _ := write(j)
+			switch {
+			case old[i].Name < name:
+				i++
+			case old[i].Name > name:
+				j++
+			default:
+				room += len(old[i].Writes)
+				i++
+				j++
+			}
+		}
+	}
+	backing := make([]Write, 0, room)
+
+	const (
+		isTouched   = 1 << iota // the change writes this field
+		wasDisputed             // the field was disputed before the change
+	)
+	fields := make([]Field, 0, len(old)+nw)
+	flags := make([]uint8, 0, len(old)+nw)
+	i, j := 0, 0
+	for i < len(old) || j < nw {
+		var name string
+		var value []byte
+		if j < nw {
+			name, value = write(j)
+		}
+		if j == nw || (i < len(old) && old[i].Name < name) {
+			fields = append(fields, old[i])
+			flags = append(flags, 0)
+			i++
+			continue
+		}
+		var prev *Field
+		if i < len(old) && old[i].Name == name {
+			prev = &old[i]
+			i++
+		}
+		var fl uint8 = isTouched
+		n := 1
+		if prev != nil {
+			n += len(prev.Writes)
+			if disputed(prev) {
+				fl |= wasDisputed
+			}
+		}
+		ws := backing[len(backing) : len(backing) : len(backing)+n]
+		backing = backing[:len(backing)+n]
+		if prev != nil {
+			for k := range prev.Writes {
+				o := &prev.Writes[k]
+				// A write the change has seen is superseded, except that a
+				// pending amendment never displaces a write of the frozen
+				// record itself.
+				if o.seenBy(ch.VV) && !(amend && o.Node() == vv.Server) {
+					continue
+				}
+				ws = append(ws, *o)
+			}
+		}
+		ws = insertWrite(ws, Write{Value: value, HLC: ch.HLC, Dot: dot})
+		fields = append(fields, Field{Name: name, Kept: -1, Writes: ws})
+		flags = append(flags, fl)
+		j++
 	}
 
 	rec := &Record{Collection: ch.Collection, ID: ch.ID, VV: vv.Merge(oldVV, ch.VV), Fields: fields}
 	frozenAfter := p.frozen(fields)
-	for k := range fields {
-		if touched[k] || frozenAfter != frozenBefore {
-			fields[k].Kept = p.keep(&fields[k], frozenAfter)
-		}
-	}
-
 	res := Result{Outcome: Applied, Record: rec, Change: ch}
 	if stored != nil && vv.Compare(ch.VV, stored.VV) != vv.After {
 		res.Outcome = Merged
 	}
-	b := 0
 	for k := range fields {
-		f := &fields[k]
-		if !touched[k] && frozenAfter == frozenBefore {
+		touched := flags[k]&isTouched != 0
+		if !touched && frozenAfter == frozenBefore {
 			continue
 		}
-		if touched[k] {
-			if f.Kept < 0 || !f.Writes[f.Kept].sameID(&Write{HLC: ch.HLC, Dot: dot}) {
-				res.Outcome = Merged
-			}
+		f := &fields[k]
+		f.Kept = p.keep(f, frozenAfter)
+		if touched && (f.Kept < 0 || f.Writes[f.Kept].Dot != dot || f.Writes[f.Kept].Node() != node) {
+			res.Outcome = Merged
 		}
 		if disputed(f) {
 			res.Conflicts = append(res.Conflicts, p.conflictOf(rec, f, frozenAfter))
-		} else if touched[k] && disputed(&before[b]) {
+		} else if flags[k]&wasDisputed != 0 {
 			res.Settled = append(res.Settled, f.Name)
-		}
-		if touched[k] {
-			b++
 		}
 	}
 	return res
@@ -268,8 +300,10 @@ func (p *Policy) keep(f *Field, frozen bool) int {
 // keeps out) fall back to later-HLC.
 func (p *Policy) spec(name string) *FieldSpec {
 	if name == DeletedField {
-		s := deletedSpec(p.Immutable)
-		return &s
+		if p.deleted.Name == "" {
+			p.deleted = deletedSpec(p.Immutable) // a Policy built without sorted
+		}
+		return &p.deleted
 	}
 	if s, ok := p.Field(name); ok {
 		return s
@@ -287,19 +321,6 @@ func disputed(f *Field) bool {
 		}
 	}
 	return false
-}
-
-func insertSorted(fs []FieldValue, v FieldValue) []FieldValue {
-	i, _ := slices.BinarySearchFunc(fs, v.Name, func(f FieldValue, n string) int {
-		switch {
-		case f.Name < n:
-			return -1
-		case f.Name > n:
-			return 1
-		}
-		return 0
-	})
-	return slices.Insert(fs, i, v)
 }
 
 func insertWrite(ws []Write, w Write) []Write {

@@ -56,10 +56,20 @@ type Policy struct {
 	// KindField names the field that says what kind of record this is
 	// (patrol_entries.kind), for readers that treat kinds differently.
 	KindField string
+
+	index   map[string]int // field name -> position in Fields, built by sorted
+	deleted FieldSpec      // the spec of DeletedField for this policy
 }
 
 // Field returns the spec of the named field.
 func (p *Policy) Field(name string) (*FieldSpec, bool) {
+	if p.index != nil {
+		i, ok := p.index[name]
+		if !ok {
+			return nil, false
+		}
+		return &p.Fields[i], true
+	}
 	i, ok := slices.BinarySearchFunc(p.Fields, name, func(f FieldSpec, n string) int { return strings.Compare(f.Name, n) })
 	if !ok {
 		return nil, false
@@ -115,9 +125,14 @@ func (r Registry) Add(p *Policy) {
 	r[p.Collection] = sorted(p)
 }
 
-// sorted sorts a policy's fields by name, as Field's binary search needs.
+// sorted sorts a policy's fields by name and indexes them, for Field.
 func sorted(p *Policy) *Policy {
 	slices.SortFunc(p.Fields, func(a, b FieldSpec) int { return strings.Compare(a.Name, b.Name) })
+	p.index = make(map[string]int, len(p.Fields))
+	for i, f := range p.Fields {
+		p.index[f.Name] = i
+	}
+	p.deleted = deletedSpec(p.Immutable)
 	return p
 }
 

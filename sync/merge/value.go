@@ -112,13 +112,20 @@ func decodeString(raw []byte) (string, []byte, error) {
 	}
 	inner := raw[1 : len(raw)-1]
 	// encoding/json escapes U+2028 and U+2029 and replaces invalid UTF-8, so
-	// such strings take the slow path; any other valid UTF-8 is already canonical.
-	plain := utf8.Valid(inner) && !bytes.Contains(inner, []byte("\u2028")) && !bytes.Contains(inner, []byte("\u2029"))
+	// such strings take the slow path; any other valid UTF-8 is already
+	// canonical. One pass over ASCII; UTF-8 is checked only when present.
+	plain, ascii := true, true
 	for _, c := range inner {
 		if c < 0x20 || c == '\\' || c == '"' || c == '<' || c == '>' || c == '&' {
 			plain = false
 			break
 		}
+		if c >= 0x80 {
+			ascii = false
+		}
+	}
+	if plain && !ascii {
+		plain = utf8.Valid(inner) && !bytes.Contains(inner, []byte("\u2028")) && !bytes.Contains(inner, []byte("\u2029"))
 	}
 	if plain {
 		return string(inner), raw, nil
