@@ -86,6 +86,18 @@ type client struct {
 
 func (c *client) do(method, path string, body []byte, header map[string]string) (int, []byte) {
 	c.t.Helper()
+	resp, out := c.doHeaders(method, path, body, header)
+	return resp.StatusCode, out
+}
+
+// doFull is do returning the whole response (headers included).
+func (c *client) doFull(method, path string, body []byte) (*http.Response, []byte) {
+	c.t.Helper()
+	return c.doHeaders(method, path, body, nil)
+}
+
+func (c *client) doHeaders(method, path string, body []byte, header map[string]string) (*http.Response, []byte) {
+	c.t.Helper()
 	req, err := http.NewRequest(method, c.base+path, bytes.NewReader(body))
 	if err != nil {
 		c.t.Fatal(err)
@@ -111,7 +123,7 @@ func (c *client) do(method, path string, body []byte, header map[string]string) 
 	if c.spec != nil {
 		c.spec.check(c.t, req, body, resp, out)
 	}
-	return resp.StatusCode, out
+	return resp, out
 }
 
 // startMain runs a Main in this process on 127.0.0.1:0.
@@ -207,21 +219,44 @@ func TestServeDevPushPullOverHTTP(t *testing.T) {
 	if err := json.Unmarshal(body, &pull); code != 200 || err != nil || len(pull.Records) != 1 || pull.HasMore {
 		t.Fatalf("second pull page = %d %s", code, body)
 	}
+	// Every class of bad input: a problem with its code, and the data set
+	// exactly as it was.
+	_, before := c.do("GET", "/v1/sync/pull?limit=1000", nil, nil)
+	var bomb bytes.Buffer
+	bw := gzip.NewWriter(&bomb)
+	_, _ = bw.Write([]byte(`{"changes":[`))
+	_, _ = bw.Write(make([]byte, 16<<20)) // 16 MiB of zeros inflate past the 4 MiB limit
+	_ = bw.Close()
+	many := `{"changes":[` + strings.TrimSuffix(strings.Repeat(`{"change_id":"m","collection":"corridors","id":"x","vv":{"dev-demo":9},"hlc":"1-0-dev-demo","fields":{}},`, 501), ",") + `]}`
+	noID := []byte(`{"changes":[{"change_id":"ok-1","collection":"corridors","id":"rn9","vv":{"dev-demo":1},"hlc":"1764300000000-0-dev-demo","fields":{"status":"open"}},{"collection":"corridors","id":"rn9"}]}`)
 	for _, bad := range []struct {
+		name         string
 		method, path string
 		body         []byte
+		header       map[string]string
 		status       int
 		code         string
 	}{
-		{"GET", "/v1/sync/pull?cursor=%21%21", nil, 400, "invalid_cursor"},
-		{"GET", "/v1/sync/pull?limit=5000", nil, 400, "invalid_parameter"},
-		{"POST", "/v1/sync/push", []byte(`{"changes":[`), 400, "invalid_json"},
-		{"POST", "/v1/sync/push", []byte(`{"changes":[],"extra":1}`), 400, "invalid_json"},
+		{"bad cursor", "GET", "/v1/sync/pull?cursor=%21%21", nil, nil, 400, "invalid_cursor"},
+		{"limit too large", "GET", "/v1/sync/pull?limit=5000", nil, nil, 400, "invalid_parameter"},
+		{"unknown collection", "GET", "/v1/sync/pull?collections=secrets", nil, nil, 400, "invalid_parameter"},
+		{"truncated JSON", "POST", "/v1/sync/push", []byte(`{"changes":[`), nil, 400, "invalid_json"},
+		{"unknown member", "POST", "/v1/sync/push", []byte(`{"changes":[],"extra":1}`), nil, 400, "invalid_json"},
+		{"wrong type", "POST", "/v1/sync/push", []byte(`{"changes":{"a":1}}`), nil, 400, "invalid_json"},
+		{"not JSON", "POST", "/v1/sync/push", []byte(`changes=1`), map[string]string{"Content-Type": "application/x-www-form-urlencoded"}, 415, "unsupported_media_type"},
+		{"unknown encoding", "POST", "/v1/sync/push", []byte(`{"changes":[]}`), map[string]string{"Content-Encoding": "br"}, 415, "unsupported_media_type"},
+		{"bad gzip", "POST", "/v1/sync/push", []byte("not gzip at all"), map[string]string{"Content-Encoding": "gzip"}, 400, "invalid_gzip"},
+		{"gzip bomb", "POST", "/v1/sync/push", bomb.Bytes(), map[string]string{"Content-Encoding": "gzip"}, 413, "body_too_large"},
+		{"too many changes", "POST", "/v1/sync/push", []byte(many), nil, 413, "too_many_changes"},
+		{"a change without id", "POST", "/v1/sync/push", noID, nil, 422, "invalid_change_id"},
 	} {
-		code, body := c.do(bad.method, bad.path, bad.body, nil)
+		code, body := c.do(bad.method, bad.path, bad.body, bad.header)
 		if code != bad.status || !bytes.Contains(body, []byte(`"code":"`+bad.code+`"`)) {
-			t.Fatalf("%s %s = %d %s, want %d %s", bad.method, bad.path, code, body, bad.status, bad.code)
+			t.Fatalf("%s: %s %s = %d %s, want %d %s", bad.name, bad.method, bad.path, code, body, bad.status, bad.code)
 		}
+	}
+	if _, after := c.do("GET", "/v1/sync/pull?limit=1000", nil, nil); !bytes.Equal(recordsOf(t, before), recordsOf(t, after)) {
+		t.Fatalf("bad input changed the data:\nbefore %s\nafter  %s", before, after)
 	}
 	anon := &client{t: t, base: base, spec: c.spec}
 	if code, _ := anon.do("GET", "/v1/sync/pull", nil, nil); code != 401 {
@@ -266,6 +301,18 @@ func TestTheDevTokenIsPrintedNotLogged(t *testing.T) {
 	if token == "" || strings.Contains(logs.String(), token) || strings.Contains(logs.String(), "eyJ") {
 		t.Fatalf("token missing from stdout or present in the log:\n%s", logs.String())
 	}
+}
+
+// recordsOf returns the "records" member of a pull response.
+func recordsOf(t *testing.T, body []byte) []byte {
+	t.Helper()
+	var page struct {
+		Records json.RawMessage `json:"records"`
+	}
+	if err := json.Unmarshal(body, &page); err != nil {
+		t.Fatalf("pull response: %v", err)
+	}
+	return page.Records
 }
 
 type syncBuffer struct {

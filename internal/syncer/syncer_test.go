@@ -355,6 +355,26 @@ func TestPullMissesNoCommittedChangeUnderConcurrentPushes(t *testing.T) {
 		if n != pushers*batches*perBatch || len(pulled) != n {
 			t.Fatalf("committed %d, pulled %d distinct, want %d each", n, len(pulled), pushers*batches*perBatch)
 		}
+		// No lost update on the contended corridors: each holds every
+		// pusher's last counter, and every edit has its history row.
+		for k := 0; k < 3; k++ {
+			sr, err := db.Store.Get(context.Background(), domain.Key{Collection: "corridors", ID: fmt.Sprintf("shared-%d", k)})
+			if err != nil || sr == nil {
+				t.Fatalf("shared-%d: %v", k, err)
+			}
+			for p := 0; p < pushers; p++ {
+				if got := sr.Record.VV.Get(vv.NodeID(fmt.Sprintf("dev-%d", p))); got != batches/3 {
+					t.Fatalf("shared-%d holds dev-%d at %d, want %d: an update was lost", k, p, got, batches/3)
+				}
+			}
+		}
+		var versions int64
+		if err := db.Store.DB().Raw("SELECT count(*) FROM record_versions WHERE collection = 'corridors'").Scan(&versions).Error; err != nil {
+			t.Fatal(err)
+		}
+		if versions != pushers*batches {
+			t.Fatalf("%d corridor versions, want %d", versions, pushers*batches)
+		}
 		t.Logf("%d records, %d pulls during the pushes", n, pulls)
 	})
 }
