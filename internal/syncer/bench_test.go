@@ -4,8 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
+
+	"gorm.io/gorm"
 
 	"github.com/fieldsync/fieldsync/internal/domain"
 	"github.com/fieldsync/fieldsync/internal/store/dbtest"
@@ -95,6 +98,85 @@ func BenchmarkPull(b *testing.B) {
 		}
 		if records != b.N*5000 {
 			b.Fatalf("pulled %d records, want %d", records, b.N*5000)
+		}
+		b.ReportMetric(float64(records)/b.Elapsed().Seconds(), "records/s")
+	})
+}
+
+// BenchmarkRawUpsert is the baseline for BenchmarkPush: the same 100 rows
+// per transaction written straight into the records table with one
+// multi-row INSERT … ON CONFLICT DO UPDATE, no merge, no history, no
+// idempotency keys.
+func BenchmarkRawUpsert(b *testing.B) {
+	eachDB(b, func(b *testing.B, db dbtest.DB) {
+		s := newBenchService(b, db)
+		dev := device("dev-bench", "KEN-3")
+		// One real push gives a realistic state document to write.
+		resp, err := s.Push(context.Background(), dev, logBatch("dev-bench", "seed", 1))
+		if err != nil {
+			b.Fatal(err)
+		}
+		state := string(resp.Results[0].Record.Record.AppendJSON(nil))
+		seq := int64(1_000_000)
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			var sb strings.Builder
+			args := make([]any, 0, 100*6)
+			sb.WriteString("INSERT INTO records (collection, id, unit, contingent, state, updated_at, seq) VALUES ")
+			for r := 0; r < 100; r++ {
+				if r > 0 {
+					sb.WriteString(", ")
+				}
+				seq++
+				if db.Dialect == "postgres" {
+					sb.WriteString("(?, ?, ?, ?, ?, ?, nextval('feed_seq'))")
+					args = append(args, "patrol_logs", fmt.Sprintf("raw-%d-%d", i, r), "KEN-3", "KEN", state, time.Now())
+				} else {
+					sb.WriteString("(?, ?, ?, ?, ?, ?, ?)")
+					args = append(args, "patrol_logs", fmt.Sprintf("raw-%d-%d", i, r), "KEN-3", "KEN", state, time.Now(), seq)
+				}
+			}
+			sb.WriteString(" ON CONFLICT (collection, id) DO UPDATE SET state = excluded.state")
+			if err := db.Store.DB().Transaction(func(tx *gorm.DB) error { return tx.Exec(sb.String(), args...).Error }); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(b.N*100)/b.Elapsed().Seconds(), "records/s")
+	})
+}
+
+// BenchmarkRawRead is the baseline for BenchmarkPull: the same 5,000 rows
+// read in pages of 500 by key, state bytes only.
+func BenchmarkRawRead(b *testing.B) {
+	eachDB(b, func(b *testing.B, db dbtest.DB) {
+		s := newBenchService(b, db)
+		dev := device("dev-bench", "KEN-3")
+		for i := 0; i < 50; i++ {
+			if _, err := s.Push(context.Background(), dev, logBatch("dev-bench", fmt.Sprintf("l%d", i), 100)); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ResetTimer()
+		records := 0
+		for i := 0; i < b.N; i++ {
+			last := int64(0)
+			for {
+				var rows []struct {
+					Seq   int64
+					State string
+				}
+				if err := db.Store.DB().Raw("SELECT seq, state FROM records WHERE seq > ? ORDER BY seq LIMIT 500", last).Scan(&rows).Error; err != nil {
+					b.Fatal(err)
+				}
+				records += len(rows)
+				if len(rows) < 500 {
+					break
+				}
+				last = rows[len(rows)-1].Seq
+			}
+		}
+		if records != b.N*5000 {
+			b.Fatalf("read %d records, want %d", records, b.N*5000)
 		}
 		b.ReportMetric(float64(records)/b.Elapsed().Seconds(), "records/s")
 	})

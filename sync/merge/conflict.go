@@ -2,7 +2,6 @@ package merge
 
 import (
 	"bytes"
-	"slices"
 )
 
 // Conflict is what a supervisor needs to review one disputed field: every
@@ -19,7 +18,7 @@ type Conflict struct {
 	RecordID   string
 	Field      string  // a field name; "*" for a whole rejected change
 	Rule       Rule    // the rule that decided
-	Values     []Write // every competing write, canonical (node, dot) order
+	Values     []Write // every competing write, canonical (node, dot) order; read-only (shared with the record)
 	Kept       int     // index into Values of the kept write; -1 when none is kept
 	// ReviewRequired is true when the rule leaves a decision to a person
 	// (corridor status, immutable entries, deletes, amendments, regressions).
@@ -50,7 +49,7 @@ func (p *Policy) conflictOf(rec *Record, f *Field, frozen bool) Conflict {
 		RecordID:       rec.ID,
 		Field:          f.Name,
 		Rule:           rule,
-		Values:         slices.Clone(f.Writes),
+		Values:         f.Writes, // records are immutable: shared, read-only
 		Kept:           f.Kept,
 		ReviewRequired: rule.reviewRequired(),
 	}

@@ -289,7 +289,7 @@ func DecodeChange(data []byte) (*Change, error) {
 		return fail(CodeInvalidHLC, "%v", err)
 	}
 	ch.HLC = t
-	if len(w.Fields) > 0 && !bytes.Equal(bytes.TrimSpace(w.Fields), null) {
+	if len(w.Fields) > 0 && string(bytes.TrimSpace(w.Fields)) != "null" {
 		fs, err := decodeFields(w.Fields)
 		if err != nil {
 			return fail(CodeInvalidChange, "%v", err)

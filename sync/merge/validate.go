@@ -82,8 +82,9 @@ func (p *Policy) validate(stored *Record, ch *Change, opt Options) (*Change, Res
 		return bad(CodeImmutable, "%s records cannot be changed once written; write a new one with \"corrects\"", p.Collection)
 	}
 
-	out := *ch
-	out.Fields = make([]FieldValue, 0, len(ch.Fields))
+	// Values are usually canonical already; the change is copied only when
+	// one is not (or the collection needs every field written).
+	var fields []FieldValue
 	for i, fv := range ch.Fields {
 		if i > 0 && ch.Fields[i-1].Name >= fv.Name {
 			return bad(CodeInvalidChange, "fields must be unique and sorted by name")
@@ -99,7 +100,19 @@ func (p *Policy) validate(stored *Record, ch *Change, opt Options) (*Change, Res
 		if err != nil {
 			return bad(CodeInvalidValue, "%v", err)
 		}
-		out.Fields = append(out.Fields, FieldValue{Name: fv.Name, Value: v})
+		if fields == nil && !sameBytes(v, fv.Value) {
+			fields = make([]FieldValue, i, len(ch.Fields))
+			copy(fields, ch.Fields[:i])
+		}
+		if fields != nil {
+			fields = append(fields, FieldValue{Name: fv.Name, Value: v})
+		}
+	}
+	out := ch
+	if fields != nil {
+		c := *ch
+		c.Fields = fields
+		out = &c
 	}
 	if ch.IsCreation() {
 		for k := range p.Fields {
@@ -113,18 +126,28 @@ func (p *Policy) validate(stored *Record, ch *Change, opt Options) (*Change, Res
 		}
 	}
 	if p.Immutable {
+		if out == ch {
+			c := *ch
+			out = &c
+		}
 		full := make([]FieldValue, 0, len(p.Fields))
 		for k := range p.Fields {
 			name := p.Fields[k].Name
 			v, ok := out.Value(name)
 			if !ok {
-				v = null
+				v = []byte("null")
 			}
 			full = append(full, FieldValue{Name: name, Value: v})
 		}
 		out.Fields = full
 	}
-	return &out, Result{}, true
+	return out, Result{}, true
+}
+
+// sameBytes reports whether a and b are the same memory (canonical returned
+// its input unchanged).
+func sameBytes(a, b []byte) bool {
+	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
 }
 
 // SortFields sorts a change's fields by name; decoders call it so that

@@ -10,18 +10,16 @@ import (
 	"unicode/utf8"
 )
 
-var null = []byte("null")
-
 // canonical checks that raw is a valid value for the field and returns its
 // canonical encoding: compact JSON, one spelling per value, so that equal
 // values are equal bytes on every replica.
 func (f *FieldSpec) canonical(raw []byte) ([]byte, error) {
 	raw = bytes.TrimSpace(raw)
-	if bytes.Equal(raw, null) {
+	if string(raw) == "null" {
 		if f.Required {
 			return nil, fmt.Errorf("field %q may not be null", f.Name)
 		}
-		return null, nil
+		return []byte("null"), nil
 	}
 	switch f.Type {
 	case String, Enum, Time, UUID:
