@@ -160,6 +160,10 @@ func (m *Main) Run(ctx context.Context) error {
 		Logger:   log,
 	})
 
+	pruneCtx, stopPrune := context.WithCancel(ctx)
+	defer stopPrune()
+	go m.pruneSeen(pruneCtx, time.Hour)
+
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", cfg.Addr, err)
@@ -189,6 +193,27 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	log.Info("fieldsync stopped")
 	return nil
+}
+
+// pruneSeen forgets change ids older than the idempotency retention, at
+// start and then every interval, until ctx ends. Several instances may all
+// prune: the deletes are idempotent.
+func (m *Main) pruneSeen(ctx context.Context, every time.Duration) {
+	for {
+		cutoff := time.Now().Add(-m.Config.IdempotencyRetention)
+		if n, err := m.store.PruneSeen(ctx, cutoff); err != nil {
+			if ctx.Err() == nil {
+				m.logger().Warn("pruning idempotency keys failed; will retry", slog.String("error", err.Error()))
+			}
+		} else if n > 0 {
+			m.logger().Info("idempotency keys pruned", slog.Int64("removed", n), slog.Time("older_than", cutoff))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(every):
+		}
+	}
 }
 
 // ready reports whether the server can serve sync traffic: the database

@@ -43,3 +43,15 @@ func (s *Store) AddSigningKey(ctx context.Context, k domain.SigningKey) error {
 	}
 	return nil
 }
+
+// PruneSeen forgets change ids first seen before cutoff and returns how many
+// it removed. A device retrying a change older than the retention would get
+// it merged again as new; the retention must outlast any device's time
+// offline (90 days by default).
+func (s *Store) PruneSeen(ctx context.Context, cutoff time.Time) (int64, error) {
+	res := s.db.WithContext(ctx).Exec(`DELETE FROM seen_changes WHERE seen_at < ?`, cutoff.UTC())
+	if res.Error != nil {
+		return 0, fmt.Errorf("store: prune seen changes: %w", translate(res.Error))
+	}
+	return res.RowsAffected, nil
+}

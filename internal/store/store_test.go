@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -70,4 +71,28 @@ func TestAnUnreachableDatabaseIsUnavailable(t *testing.T) {
 	if domain.ErrorCode(err) != domain.CodeUnavailable {
 		t.Fatalf("err = %v, want unavailable", err)
 	}
+}
+
+func TestPruneSeenForgetsOnlyOldChangeIDs(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, db dbtest.DB) {
+		ctx := context.Background()
+		now := time.Now().UTC()
+		for i, age := range []time.Duration{100 * 24 * time.Hour, 91 * 24 * time.Hour, 89 * 24 * time.Hour, time.Hour} {
+			if err := db.Store.DB().Exec(`INSERT INTO seen_changes (subject, change_id, collection, record_id, status, seen_at)
+				VALUES ('dev-1', ?, 'corridors', 'rn1', 'applied', ?)`, fmt.Sprintf("c%d", i), now.Add(-age)).Error; err != nil {
+				t.Fatal(err)
+			}
+		}
+		n, err := db.Store.PruneSeen(ctx, now.Add(-90*24*time.Hour))
+		if err != nil || n != 2 {
+			t.Fatalf("pruned %d (%v), want the 2 older than 90 days", n, err)
+		}
+		var left []string
+		if err := db.Store.DB().Raw(`SELECT change_id FROM seen_changes ORDER BY change_id`).Scan(&left).Error; err != nil {
+			t.Fatal(err)
+		}
+		if len(left) != 2 || left[0] != "c2" || left[1] != "c3" {
+			t.Fatalf("kept %v, want [c2 c3]", left)
+		}
+	})
 }
