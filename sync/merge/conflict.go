@@ -83,15 +83,7 @@ func regressedConflict(ch *Change) Conflict {
 
 // FieldsJSON encodes a change's fields (and deletion) as one JSON object.
 func FieldsJSON(ch *Change) []byte {
-	b := []byte{'{'}
-	for i, f := range ch.Fields {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = appendString(b, f.Name)
-		b = append(b, ':')
-		b = append(b, f.Value...)
-	}
+	b := appendFields([]byte{'{'}, ch.Fields)
 	if ch.Deleted {
 		if len(ch.Fields) > 0 {
 			b = append(b, ',')
@@ -99,4 +91,17 @@ func FieldsJSON(ch *Change) []byte {
 		b = append(b, `"_deleted":true`...)
 	}
 	return append(b, '}')
+}
+
+// appendFields appends name:value pairs, comma-separated, without braces.
+func appendFields(b []byte, fs []FieldValue) []byte {
+	for i, f := range fs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendString(b, f.Name)
+		b = append(b, ':')
+		b = append(b, f.Value...)
+	}
+	return b
 }

@@ -357,14 +357,7 @@ func (c *Change) MarshalJSON() ([]byte, error) {
 	b = append(b, `,"hlc":"`...)
 	b = c.HLC.AppendText(b)
 	b = append(b, `","fields":{`...)
-	for i, f := range c.Fields {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = appendString(b, f.Name)
-		b = append(b, ':')
-		b = append(b, f.Value...)
-	}
+	b = appendFields(b, c.Fields)
 	b = append(b, `},"deleted":`...)
 	b = strconv.AppendBool(b, c.Deleted)
 	return append(b, '}'), nil

@@ -11,21 +11,7 @@ const MaxIDLen = 128
 
 // ValidID reports whether s can name a record or a change: 1 to MaxIDLen
 // characters from [A-Za-z0-9._:-] (UUIDs included).
-func ValidID(s string) bool {
-	if len(s) == 0 || len(s) > MaxIDLen {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case (c == '.' || c == '_' || c == ':' || c == '-') && i > 0:
-		default:
-			return false
-		}
-	}
-	return true
-}
+func ValidID(s string) bool { return vv.ValidName(s, MaxIDLen) }
 
 // Validate checks a change against the policy without any stored state and
 // returns it normalised: values canonical, fields sorted and, for immutable

@@ -80,8 +80,13 @@ var (
 // ValidNodeID reports whether s is an acceptable node id: 1 to MaxNodeIDLen
 // characters from [A-Za-z0-9._:-], starting with a letter or digit. Node ids
 // may contain '-': in an HLC stamp the node is everything after the second '-'.
-func ValidNodeID(s string) bool {
-	if len(s) == 0 || len(s) > MaxNodeIDLen {
+func ValidNodeID(s string) bool { return ValidName(s, MaxNodeIDLen) }
+
+// ValidName reports whether s is 1 to maxLen characters from [A-Za-z0-9._:-],
+// starting with a letter or digit: the syntax of node ids, and of record and
+// change ids (with their own length limit).
+func ValidName(s string, maxLen int) bool {
+	if len(s) == 0 || len(s) > maxLen {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
