@@ -2,6 +2,8 @@
 //
 //	fieldsync serve    run the HTTP server (embedded SQLite by default)
 //	fieldsync migrate  apply pending database migrations and exit
+//	fieldsync keys rotate  add a new token signing key
+//	fieldsync token    mint a token for tooling (supervisor, partner, admin)
 //	fieldsync version  print the version
 //
 // Every flag has a FIELDSYNC_* environment variable; run a subcommand with
@@ -38,6 +40,9 @@ const usage = `fieldsync: the offline-first sync backend for field operations
 usage:
   fieldsync serve [flags]    run the server (embedded SQLite unless FIELDSYNC_DATABASE_URL is a postgres:// URL)
   fieldsync migrate [flags]  apply pending migrations and exit
+  fieldsync keys rotate      add a new token signing key (older keys keep verifying)
+  fieldsync token -role R -sub S [-unit U] [-contingent C] [-ttl 1h]
+                             mint a token for tooling, printed to standard output
   fieldsync version          print the version
 
 Run "fieldsync serve -h" for the flags and their FIELDSYNC_* variables.
@@ -63,6 +68,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return err
 		}
 		return m.Migrate(ctx)
+	case "keys":
+		return keysCmd(ctx, args[1:], getenv, stdout, stderr)
+	case "token":
+		return tokenCmd(ctx, args[1:], getenv, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "fieldsync", Version)
 		return nil
