@@ -423,3 +423,32 @@ func TestPullHidesWhatTheCallerMayNotSee(t *testing.T) {
 		}
 	})
 }
+
+// The server is the engine's trust boundary: a device writes as itself and
+// claims only versions the server issued.
+func TestADeviceCannotWriteAsAnotherNodeOrClaimUnseenVersions(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, db dbtest.DB) {
+		s := newService(t, db)
+		a, b := device("dev-A", "KEN-3"), device("dev-B", "KEN-3")
+		push(t, s, a, change("a1", "corridors", "rn1", map[string]uint64{"dev-A": 1}, "dev-A", map[string]any{"status": "open"}))
+		res := push(t, s, b,
+			// B stamps its edit as A's.
+			change("b1", "corridors", "rn1", map[string]uint64{"dev-A": 2}, "dev-A", map[string]any{"status": "closed"}),
+			// B claims to have seen A's 50th edit, which would make A's real
+			// next edits look like regressions.
+			change("b2", "corridors", "rn1", map[string]uint64{"dev-A": 50, "dev-B": 1}, "dev-B", map[string]any{"reason": "x"}),
+			// B claims a server version, which would block sign-offs.
+			change("b3", "corridors", "rn1", map[string]uint64{"dev-A": 1, "dev-B": 1, "srv": 9}, "dev-B", map[string]any{"reason": "y"}))
+		want := []string{merge.CodeInvalidHLC, merge.CodeInvalidVV, merge.CodeInvalidVV}
+		for i, r := range res.Results {
+			if r.Status != merge.Rejected || r.Code != want[i] {
+				t.Fatalf("%s: %s %s, want rejected %s", r.ChangeID, r.Status, r.Code, want[i])
+			}
+		}
+		// A's real next edit still applies.
+		r := push(t, s, a, change("a2", "corridors", "rn1", map[string]uint64{"dev-A": 2}, "dev-A", map[string]any{"status": "restricted"})).Results[0]
+		if r.Status != merge.Applied {
+			t.Fatalf("A's next edit: %s %s", r.Status, r.Message)
+		}
+	})
+}

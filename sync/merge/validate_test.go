@@ -729,3 +729,23 @@ func must(b []byte, err error) []byte {
 	}
 	return b
 }
+
+func TestSignOffRefusesADeletedLog(t *testing.T) {
+	p := merge.PatrolLogs()
+	create := &merge.Change{ChangeID: "c1", Collection: "patrol_logs", ID: "log-1",
+		VV: vv.MustFromMap(map[vv.NodeID]uint64{"dev-1": 1}), HLC: hlc.Timestamp{Wall: 1764300000000, Node: "dev-1"},
+		Fields: []merge.FieldValue{{Name: "status", Value: []byte(`"planned"`)}, {Name: "unit", Value: []byte(`"KEN-3"`)}}}
+	rec := p.Apply(nil, create, nil, merge.Options{}).Record
+	del := &merge.Change{ChangeID: "c2", Collection: "patrol_logs", ID: "log-1",
+		VV: vv.MustFromMap(map[vv.NodeID]uint64{"dev-1": 2}), HLC: hlc.Timestamp{Wall: 1764300000001, Node: "dev-1"}, Deleted: true}
+	res := p.Apply(rec, del, nil, merge.Options{})
+	if res.Outcome != merge.Applied || !res.Record.Deleted() {
+		t.Fatalf("device delete of a log: %s %s", res.Outcome, res.Message)
+	}
+	if _, err := p.SignOff(res.Record, "s1", hlc.Timestamp{Wall: 1764300000002, Node: vv.Server}, "sup-1", []byte(`"2026-11-28T06:00:00Z"`)); err == nil {
+		t.Fatal("a deleted log was signed off (which would revive it)")
+	}
+	if _, err := p.SignOff(rec, "s1", hlc.Timestamp{Wall: 1764300000002, Node: vv.Server}, "sup-1", []byte(`"2026-11-28T06:00:00Z"`)); err != nil {
+		t.Fatalf("a live log: %v", err)
+	}
+}
