@@ -30,6 +30,7 @@ import (
 	"github.com/fieldsync/fieldsync/internal/domain"
 	"github.com/fieldsync/fieldsync/internal/store"
 	"github.com/fieldsync/fieldsync/internal/store/dbtest"
+	"github.com/fieldsync/fieldsync/sync/vv"
 )
 
 // spec validates every response the end-to-end tests get against
@@ -418,6 +419,10 @@ func TestThreeServersOnOnePostgreSQLMissNoChange(t *testing.T) {
 					chs = append(chs, fmt.Sprintf(`{"change_id":"c-%s","collection":"patrol_logs","id":"%s","vv":{"%s":1},"hlc":"%d-0-%s","fields":{"unit":"KEN-3","status":"active"}}`,
 						id, id, node, time.Now().UnixMilli(), node))
 				}
+				// Every batch also edits one shared corridor, so pushes on
+				// different instances contend for the same record.
+				chs = append(chs, fmt.Sprintf(`{"change_id":"s-%d-%d","collection":"corridors","id":"shared-%d","vv":{"%s":%d},"hlc":"%d-0-%s","fields":{"status":"restricted"}}`,
+					p, b, b%2, node, b/2+1, time.Now().UnixMilli(), node))
 				body := `{"changes":[` + strings.Join(chs, ",") + `]}`
 				base := bases[(p+b)%len(bases)]
 				req, _ := http.NewRequest("POST", base+"/v1/sync/push", strings.NewReader(body))
@@ -430,7 +435,7 @@ func TestThreeServersOnOnePostgreSQLMissNoChange(t *testing.T) {
 				}
 				out, _ := io.ReadAll(resp.Body)
 				resp.Body.Close()
-				if resp.StatusCode != 200 || strings.Count(string(out), `"applied"`) != perBatch {
+				if resp.StatusCode != 200 || strings.Count(string(out), `"applied"`)+strings.Count(string(out), `"merged"`) != perBatch+1 {
 					errs <- fmt.Errorf("push to %s: %d %s", base, resp.StatusCode, out)
 					return
 				}
@@ -498,6 +503,24 @@ func TestThreeServersOnOnePostgreSQLMissNoChange(t *testing.T) {
 	}
 	if len(committed) != pushers*batches*perBatch || len(pulled) != len(committed) {
 		t.Fatalf("acknowledged %d, pulled %d, want %d each", len(committed), len(pulled), pushers*batches*perBatch)
+	}
+	// No lost update on the contended corridors: each holds every
+	// pusher's last counter.
+	s2, err := store.Open(ctx, u, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	for k := 0; k < 2; k++ {
+		sr, err := s2.Get(ctx, domain.Key{Collection: "corridors", ID: fmt.Sprintf("shared-%d", k)})
+		if err != nil || sr == nil {
+			t.Fatalf("shared-%d: %v", k, err)
+		}
+		for p := 0; p < pushers; p++ {
+			if got := sr.Record.VV.Get(vv.NodeID(fmt.Sprintf("dev-%d", p))); got != batches/2 {
+				t.Fatalf("shared-%d holds dev-%d at %d, want %d: an update was lost", k, p, got, batches/2)
+			}
+		}
 	}
 	t.Logf("%d records over 3 instances, %d pulls", len(committed), i)
 }
