@@ -311,10 +311,15 @@ func (t *pushTx) writeRecords(tx *gorm.DB, recs []domain.StoredRecord) error {
 		state = excluded.state, deleted = excluded.deleted, updated_at = excluded.updated_at, seq = excluded.seq`)
 }
 
-// insertRows inserts rows with multi-row VALUES statements of at most
-// chunk rows, keeping under both engines' bound-parameter limits.
+// insertRows inserts rows with multi-row VALUES statements, chunked to stay
+// under the engines' bound-parameter limits. The SQLite driver binds each
+// parameter by scanning every argument (quadratic in the argument count), so
+// SQLite statements stay small: a few rows each, in-process and cheap.
 func insertRows(tx *gorm.DB, table string, cols []string, rows [][]any, suffix string) error {
-	const maxParams = 30000
+	maxParams := 30000
+	if tx.Dialector.Name() == "sqlite" {
+		maxParams = 128
+	}
 	chunk := max(1, maxParams/len(cols))
 	placeholder := "(" + strings.TrimSuffix(strings.Repeat("?, ", len(cols)), ", ") + ")"
 	for start := 0; start < len(rows); start += chunk {
