@@ -1,6 +1,7 @@
 package syncer_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -449,6 +450,69 @@ func TestADeviceCannotWriteAsAnotherNodeOrClaimUnseenVersions(t *testing.T) {
 		r := push(t, s, a, change("a2", "corridors", "rn1", map[string]uint64{"dev-A": 2}, "dev-A", map[string]any{"status": "restricted"})).Results[0]
 		if r.Status != merge.Applied {
 			t.Fatalf("A's next edit: %s %s", r.Status, r.Message)
+		}
+	})
+}
+
+// Replays interleaved with new pushes, in any order, leave the state a
+// clean run leaves, and each replay answers duplicate.
+func TestReplaysInterleavedWithOtherPushesLeaveTheSameState(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, db dbtest.DB) {
+		a, b := device("dev-A", "KEN-3"), device("dev-B", "KEN-3")
+		batchA := []json.RawMessage{
+			change("a1", "patrol_logs", "log-1", map[string]uint64{"dev-A": 1}, "dev-A", map[string]any{"unit": "KEN-3", "status": "planned"}),
+			change("a2", "corridors", "rn1", map[string]uint64{"dev-A": 1}, "dev-A", map[string]any{"status": "open"}),
+		}
+		batchB := []json.RawMessage{
+			change("b1", "patrol_logs", "log-1", map[string]uint64{"dev-A": 1, "dev-B": 1}, "dev-B", map[string]any{"status": "active"}),
+			change("b2", "corridors", "rn1", map[string]uint64{"dev-B": 1}, "dev-B", map[string]any{"status": "closed"}),
+		}
+		batchC := []json.RawMessage{
+			change("a3", "patrol_logs", "log-1", map[string]uint64{"dev-A": 2}, "dev-A", map[string]any{"route": "RN1"}),
+		}
+		clean := dbtest.SQLite(t)
+		sc := newService(t, clean)
+		push(t, sc, a, batchA...)
+		push(t, sc, b, batchB...)
+		push(t, sc, a, batchC...)
+		want, _ := pullAll(t, sc, domain.Identity{Subject: "admin", Role: domain.RoleAdmin}, domain.Cursor{})
+
+		s := newService(t, db)
+		push(t, s, a, batchA...)
+		push(t, s, b, batchB...)
+		seenC := false
+		for _, step := range []struct {
+			id    domain.Identity
+			batch []json.RawMessage
+		}{{a, batchA}, {a, batchC}, {b, batchB}, {a, batchA}, {a, batchC}, {b, batchB}} {
+			resp := push(t, s, step.id, step.batch...)
+			for _, r := range resp.Results {
+				// a3 is new the first time batch C comes; every other
+				// answer is a replay.
+				if r.ChangeID == "a3" && !seenC {
+					seenC = true
+					if r.Status != merge.Merged { // A had not seen B's edit
+						t.Fatalf("a3 first delivery: %s", r.Status)
+					}
+					continue
+				}
+				if r.Status != merge.Duplicate {
+					t.Fatalf("replayed %s: %s, want duplicate", r.ChangeID, r.Status)
+				}
+			}
+		}
+		got, _ := pullAll(t, s, domain.Identity{Subject: "admin", Role: domain.RoleAdmin}, domain.Cursor{})
+		if len(got) != len(want) {
+			t.Fatalf("%d records, want %d", len(got), len(want))
+		}
+		byID := map[string]*merge.Record{}
+		for _, r := range want {
+			byID[r.ID] = r
+		}
+		for _, r := range got {
+			if w := byID[r.ID]; w == nil || !bytes.Equal(r.AppendJSON(nil), w.AppendJSON(nil)) {
+				t.Fatalf("%s differs from a clean run:\n%s\n%s", r.ID, r.AppendJSON(nil), w.AppendJSON(nil))
+			}
 		}
 	})
 }
