@@ -101,3 +101,47 @@ func tokenCmd(ctx context.Context, args []string, getenv func(string) string, st
 	fmt.Fprintln(stdout, tok)
 	return nil
 }
+
+// deviceCmd runs "fieldsync device enroll-code": a one-time code a device of
+// the unit exchanges at POST /v1/devices/enroll. The code is printed to
+// standard output only; the database keeps its hash.
+func deviceCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] != "enroll-code" {
+		fmt.Fprintln(stderr, "usage: fieldsync device enroll-code -unit UNIT [-contingent C] [-ttl 24h] [flags]")
+		return flag.ErrHelp
+	}
+	fs := flag.NewFlagSet("fieldsync device enroll-code", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfg := config.Default()
+	if err := cfg.Bind(fs, getenv); err != nil {
+		return err
+	}
+	unit := fs.String("unit", "", "the unit the device belongs to (required)")
+	contingent := fs.String("contingent", "", "the unit's contingent")
+	ttl := fs.Duration("ttl", 24*time.Hour, "how long the code stays valid (at most 720h)")
+	by := fs.String("by", "admin", "who issued the code, for the record")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("configuration: %w", err)
+	}
+	if *unit == "" {
+		return errors.New("-unit is required")
+	}
+	if *ttl <= 0 || *ttl > 720*time.Hour {
+		return fmt.Errorf("-ttl must be between 1s and 720h, got %s", *ttl)
+	}
+	m := &Main{Config: cfg, Stdout: stdout}
+	if err := m.openKeyring(ctx); err != nil {
+		return err
+	}
+	defer m.store.Close()
+	devices := auth.NewDevices(m.keyring, m.store, auth.DevicesConfig{AccessTTL: cfg.AccessTokenTTL, RefreshTTL: cfg.RefreshTokenTTL})
+	code, err := devices.NewEnrollmentCode(ctx, *unit, *contingent, *by, *ttl)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s\n", code)
+	return nil
+}

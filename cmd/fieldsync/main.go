@@ -4,6 +4,7 @@
 //	fieldsync migrate  apply pending database migrations and exit
 //	fieldsync keys rotate  add a new token signing key
 //	fieldsync token    mint a token for tooling (supervisor, partner, admin)
+//	fieldsync device enroll-code  a one-time enrolment code for a unit's device
 //	fieldsync version  print the version
 //
 // Every flag has a FIELDSYNC_* environment variable; run a subcommand with
@@ -43,6 +44,8 @@ usage:
   fieldsync keys rotate      add a new token signing key (older keys keep verifying)
   fieldsync token -role R -sub S [-unit U] [-contingent C] [-ttl 1h]
                              mint a token for tooling, printed to standard output
+  fieldsync device enroll-code -unit U [-contingent C] [-ttl 24h]
+                             a one-time code a device exchanges at POST /v1/devices/enroll
   fieldsync version          print the version
 
 Run "fieldsync serve -h" for the flags and their FIELDSYNC_* variables.
@@ -72,6 +75,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return keysCmd(ctx, args[1:], getenv, stdout, stderr)
 	case "token":
 		return tokenCmd(ctx, args[1:], getenv, stdout, stderr)
+	case "device":
+		return deviceCmd(ctx, args[1:], getenv, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "fieldsync", Version)
 		return nil

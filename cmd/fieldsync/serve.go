@@ -143,6 +143,9 @@ func (m *Main) Run(ctx context.Context) error {
 	svc := syncer.New(m.store, clock, time.Now, syncer.Config{
 		MaxVVEntries: cfg.MaxVVEntries, CorridorMaxAge: cfg.CorridorMaxAge,
 	})
+	devices := auth.NewDevices(keyring, m.store, auth.DevicesConfig{
+		AccessTTL: cfg.AccessTokenTTL, RefreshTTL: cfg.RefreshTokenTTL,
+	})
 	app := api.New(api.Config{
 		BodyLimit:        int(cfg.MaxBodyBytes),
 		MaxChanges:       cfg.MaxChanges,
@@ -152,8 +155,10 @@ func (m *Main) Run(ctx context.Context) error {
 		WriteTimeout:     cfg.WriteTimeout,
 		IdleTimeout:      cfg.IdleTimeout,
 	}, api.Deps{
-		Syncer:   svc,
-		Verifier: keyring,
+		Syncer: svc,
+		// Devices verifies access tokens and, for devices, revocation.
+		Verifier: devices,
+		Devices:  devices,
 		JWKS:     keyring.JWKS,
 		Ready:    m.ready(),
 		OpenAPI:  fieldsync.OpenAPI,

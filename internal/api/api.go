@@ -97,6 +97,9 @@ type Deps struct {
 	// *domain.Error with CodeNotReady (schema behind) or CodeUnavailable
 	// (database unreachable). nil Ready means always ready.
 	Ready func(ctx context.Context) error
+	// Devices enrols, refreshes and revokes devices; nil answers those
+	// routes with 404.
+	Devices DeviceService
 	// OpenAPI is the spec served at /openapi.yaml; empty serves 404.
 	OpenAPI []byte
 	// Logger receives the access log and internal errors; nil means
@@ -130,8 +133,11 @@ func Routes() []Route {
 		{fiber.MethodGet, "/readyz"},
 		{fiber.MethodGet, "/openapi.yaml"},
 		{fiber.MethodGet, "/.well-known/jwks.json"},
+		{fiber.MethodPost, "/v1/devices/enroll"},
+		{fiber.MethodPost, "/v1/auth/refresh"},
 		{fiber.MethodPost, "/v1/sync/push"},
 		{fiber.MethodGet, "/v1/sync/pull"},
+		{fiber.MethodPost, "/v1/devices/{id}/revoke"},
 	}
 }
 
@@ -176,9 +182,16 @@ func New(cfg Config, deps Deps) *fiber.App {
 	app.Get("/openapi.yaml", s.openAPI)
 	app.Get("/.well-known/jwks.json", s.jwks)
 
+	// Enrolment and refresh carry their proof in the body, not a bearer
+	// token; they are registered before the /v1 group so its
+	// authentication never runs for them.
+	app.Post("/v1/devices/enroll", s.enroll)
+	app.Post("/v1/auth/refresh", s.refresh)
+
 	v1 := app.Group("/v1", s.authenticate)
 	v1.Post("/sync/push", s.push)
 	v1.Get("/sync/pull", s.pull)
+	v1.Post("/devices/:id/revoke", s.revoke)
 	return app
 }
 

@@ -37,10 +37,11 @@ type Config struct {
 	IdleTimeout     time.Duration
 	ShutdownTimeout time.Duration
 
-	JWTIssuer      string
-	JWTAudience    string
-	AccessTokenTTL time.Duration
-	TokenLeeway    time.Duration
+	JWTIssuer       string
+	JWTAudience     string
+	AccessTokenTTL  time.Duration
+	RefreshTokenTTL time.Duration // refresh tokens outlive weeks offline
+	TokenLeeway     time.Duration
 
 	DBMaxConns int
 	LogLevel   string // debug, info, warn, error
@@ -69,6 +70,7 @@ func Default() Config {
 		JWTIssuer:            "fieldsync",
 		JWTAudience:          "fieldsync",
 		AccessTokenTTL:       15 * time.Minute,
+		RefreshTokenTTL:      60 * 24 * time.Hour,
 		TokenLeeway:          30 * time.Second,
 		DBMaxConns:           16,
 		LogLevel:             "info",
@@ -142,6 +144,7 @@ func (c *Config) Bind(fs *flag.FlagSet, getenv func(string) string) error {
 	str(&c.JWTIssuer, "jwt-issuer", "FIELDSYNC_JWT_ISSUER", "iss of the tokens this server issues and accepts")
 	str(&c.JWTAudience, "jwt-audience", "FIELDSYNC_JWT_AUDIENCE", "aud of the tokens this server issues and accepts")
 	dur(&c.AccessTokenTTL, "access-token-ttl", "FIELDSYNC_ACCESS_TOKEN_TTL", "lifetime of access tokens")
+	dur(&c.RefreshTokenTTL, "refresh-token-ttl", "FIELDSYNC_REFRESH_TOKEN_TTL", "lifetime of device refresh tokens (they must outlast weeks offline)")
 	dur(&c.TokenLeeway, "token-leeway", "FIELDSYNC_TOKEN_LEEWAY", "clock leeway when checking exp, nbf and iat")
 	integer(&c.DBMaxConns, "db-max-conns", "FIELDSYNC_DB_MAX_CONNS", "PostgreSQL connection pool size")
 	str(&c.LogLevel, "log-level", "FIELDSYNC_LOG_LEVEL", "debug, info, warn or error")
@@ -171,6 +174,7 @@ func (c *Config) Validate() error {
 	check(c.ShutdownTimeout > 0, "shutdown-timeout must be positive")
 	check(c.JWTIssuer != "" && c.JWTAudience != "", "jwt-issuer and jwt-audience must not be empty")
 	check(c.AccessTokenTTL >= time.Minute && c.AccessTokenTTL <= 24*time.Hour, "access-token-ttl must be 1m..24h, got %s", c.AccessTokenTTL)
+	check(c.RefreshTokenTTL >= 24*time.Hour && c.RefreshTokenTTL <= 365*24*time.Hour, "refresh-token-ttl must be 24h..8760h, got %s", c.RefreshTokenTTL)
 	check(c.TokenLeeway >= 0 && c.TokenLeeway <= 5*time.Minute, "token-leeway must be 0..5m, got %s", c.TokenLeeway)
 	check(c.DBMaxConns >= 1 && c.DBMaxConns <= 1000, "db-max-conns must be 1..1000, got %d", c.DBMaxConns)
 	_, lerr := c.Level()
@@ -227,6 +231,7 @@ func (c *Config) LogAttrs() []any {
 		slog.String("jwt_issuer", c.JWTIssuer),
 		slog.String("jwt_audience", c.JWTAudience),
 		slog.Duration("access_token_ttl", c.AccessTokenTTL),
+		slog.Duration("refresh_token_ttl", c.RefreshTokenTTL),
 		slog.Int("db_max_conns", c.DBMaxConns),
 		slog.String("log_level", c.LogLevel),
 	}
