@@ -154,15 +154,21 @@ func (m *Main) Run(ctx context.Context) error {
 		ReadTimeout:      cfg.ReadTimeout,
 		WriteTimeout:     cfg.WriteTimeout,
 		IdleTimeout:      cfg.IdleTimeout,
+		RateLimits: map[domain.Role]int{
+			domain.RoleDevice:     cfg.RateLimitDevice,
+			domain.RolePartner:    cfg.RateLimitPartner,
+			domain.RoleSupervisor: cfg.RateLimitSupervisor,
+		},
 	}, api.Deps{
 		Syncer: svc,
 		// Devices verifies access tokens and, for devices, revocation.
-		Verifier: devices,
-		Devices:  devices,
-		JWKS:     keyring.JWKS,
-		Ready:    m.ready(),
-		OpenAPI:  fieldsync.OpenAPI,
-		Logger:   log,
+		Verifier:    devices,
+		Devices:     devices,
+		RateCounter: m.store,
+		JWKS:        keyring.JWKS,
+		Ready:       m.ready(),
+		OpenAPI:     fieldsync.OpenAPI,
+		Logger:      log,
 	})
 
 	pruneCtx, stopPrune := context.WithCancel(ctx)
@@ -212,6 +218,10 @@ func (m *Main) pruneSeen(ctx context.Context, every time.Duration) {
 			}
 		} else if n > 0 {
 			m.logger().Info("idempotency keys pruned", slog.Int64("removed", n), slog.Time("older_than", cutoff))
+		}
+		// Rate-limit windows older than an hour count for nothing.
+		if err := m.store.PruneRateLimits(ctx, time.Now().Add(-time.Hour).Unix()/60); err != nil && ctx.Err() == nil {
+			m.logger().Warn("pruning rate-limit windows failed; will retry", slog.String("error", err.Error()))
 		}
 		select {
 		case <-ctx.Done():

@@ -44,6 +44,12 @@ type Config struct {
 	// IdleTimeout closes keep-alive connections idle this long (graceful
 	// shutdown waits for them otherwise).
 	IdleTimeout time.Duration
+	// RateLimits is the most requests per RateWindow each role's callers
+	// (by subject) may make to /v1 routes; a role absent or at 0 is not
+	// limited. Counts are kept in Deps.RateCounter, shared by instances.
+	RateLimits map[domain.Role]int
+	// RateWindow is the rate-limit window (default one minute).
+	RateWindow time.Duration
 	// HandlerTimeout bounds the syncer's work for one request; past it the
 	// request fails with 503 and nothing is committed, so the device
 	// retries the same batch.
@@ -70,6 +76,7 @@ func (c Config) withDefaults() Config {
 	defDur(&c.WriteTimeout, DefaultWriteTimeout)
 	defDur(&c.IdleTimeout, DefaultIdleTimeout)
 	defDur(&c.HandlerTimeout, DefaultHandlerTimeout)
+	defDur(&c.RateWindow, time.Minute)
 	return c
 }
 
@@ -97,6 +104,8 @@ type Deps struct {
 	// *domain.Error with CodeNotReady (schema behind) or CodeUnavailable
 	// (database unreachable). nil Ready means always ready.
 	Ready func(ctx context.Context) error
+	// RateCounter keeps rate-limit counts (nil: no limits).
+	RateCounter domain.RateCounter
 	// Devices enrols, refreshes and revokes devices; nil answers those
 	// routes with 404.
 	Devices DeviceService
@@ -188,7 +197,7 @@ func New(cfg Config, deps Deps) *fiber.App {
 	app.Post("/v1/devices/enroll", s.enroll)
 	app.Post("/v1/auth/refresh", s.refresh)
 
-	v1 := app.Group("/v1", s.authenticate)
+	v1 := app.Group("/v1", s.authenticate, s.rateLimit)
 	v1.Post("/sync/push", s.push)
 	v1.Get("/sync/pull", s.pull)
 	v1.Post("/devices/:id/revoke", s.revoke)

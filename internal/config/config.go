@@ -43,6 +43,10 @@ type Config struct {
 	RefreshTokenTTL time.Duration // refresh tokens outlive weeks offline
 	TokenLeeway     time.Duration
 
+	RateLimitDevice     int // requests per minute per device (0: unlimited)
+	RateLimitPartner    int // requests per minute per partner client
+	RateLimitSupervisor int // requests per minute per supervisor
+
 	DBMaxConns int
 	LogLevel   string // debug, info, warn, error
 	LogFormat  string // json or text
@@ -72,6 +76,9 @@ func Default() Config {
 		AccessTokenTTL:       15 * time.Minute,
 		RefreshTokenTTL:      60 * 24 * time.Hour,
 		TokenLeeway:          30 * time.Second,
+		RateLimitDevice:      300,
+		RateLimitPartner:     120,
+		RateLimitSupervisor:  600,
 		DBMaxConns:           16,
 		LogLevel:             "info",
 		LogFormat:            "json",
@@ -146,6 +153,9 @@ func (c *Config) Bind(fs *flag.FlagSet, getenv func(string) string) error {
 	dur(&c.AccessTokenTTL, "access-token-ttl", "FIELDSYNC_ACCESS_TOKEN_TTL", "lifetime of access tokens")
 	dur(&c.RefreshTokenTTL, "refresh-token-ttl", "FIELDSYNC_REFRESH_TOKEN_TTL", "lifetime of device refresh tokens (they must outlast weeks offline)")
 	dur(&c.TokenLeeway, "token-leeway", "FIELDSYNC_TOKEN_LEEWAY", "clock leeway when checking exp, nbf and iat")
+	integer(&c.RateLimitDevice, "rate-limit-device", "FIELDSYNC_RATE_LIMIT_DEVICE", "requests per minute per device, across instances (0: unlimited)")
+	integer(&c.RateLimitPartner, "rate-limit-partner", "FIELDSYNC_RATE_LIMIT_PARTNER", "requests per minute per partner client, across instances (0: unlimited)")
+	integer(&c.RateLimitSupervisor, "rate-limit-supervisor", "FIELDSYNC_RATE_LIMIT_SUPERVISOR", "requests per minute per supervisor, across instances (0: unlimited)")
 	integer(&c.DBMaxConns, "db-max-conns", "FIELDSYNC_DB_MAX_CONNS", "PostgreSQL connection pool size")
 	str(&c.LogLevel, "log-level", "FIELDSYNC_LOG_LEVEL", "debug, info, warn or error")
 	str(&c.LogFormat, "log-format", "FIELDSYNC_LOG_FORMAT", "json or text")
@@ -176,6 +186,7 @@ func (c *Config) Validate() error {
 	check(c.AccessTokenTTL >= time.Minute && c.AccessTokenTTL <= 24*time.Hour, "access-token-ttl must be 1m..24h, got %s", c.AccessTokenTTL)
 	check(c.RefreshTokenTTL >= 24*time.Hour && c.RefreshTokenTTL <= 365*24*time.Hour, "refresh-token-ttl must be 24h..8760h, got %s", c.RefreshTokenTTL)
 	check(c.TokenLeeway >= 0 && c.TokenLeeway <= 5*time.Minute, "token-leeway must be 0..5m, got %s", c.TokenLeeway)
+	check(c.RateLimitDevice >= 0 && c.RateLimitPartner >= 0 && c.RateLimitSupervisor >= 0, "rate limits must not be negative")
 	check(c.DBMaxConns >= 1 && c.DBMaxConns <= 1000, "db-max-conns must be 1..1000, got %d", c.DBMaxConns)
 	_, lerr := c.Level()
 	check(lerr == nil, "log-level must be debug, info, warn or error, got %q", c.LogLevel)
@@ -232,6 +243,9 @@ func (c *Config) LogAttrs() []any {
 		slog.String("jwt_audience", c.JWTAudience),
 		slog.Duration("access_token_ttl", c.AccessTokenTTL),
 		slog.Duration("refresh_token_ttl", c.RefreshTokenTTL),
+		slog.Int("rate_limit_device", c.RateLimitDevice),
+		slog.Int("rate_limit_partner", c.RateLimitPartner),
+		slog.Int("rate_limit_supervisor", c.RateLimitSupervisor),
 		slog.Int("db_max_conns", c.DBMaxConns),
 		slog.String("log_level", c.LogLevel),
 	}

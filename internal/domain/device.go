@@ -71,3 +71,9 @@ type DeviceStore interface {
 	// Device returns a device, or nil.
 	Device(ctx context.Context, id string) (*Device, error)
 }
+
+// RateCounter counts requests per key and window, across server instances.
+type RateCounter interface {
+	// Hit adds one request to key's window and returns the window's count.
+	Hit(ctx context.Context, key string, window int64) (int64, error)
+}

@@ -29,6 +29,7 @@ const (
 	CodeUnavailable     = "unavailable"            // 503: the database is unreachable; retry
 	CodeNotReady        = "not_ready"              // 503: the schema is behind the binary
 	CodeInternal        = "internal"               // 500: a bug; logged with the request id
+	CodeRateLimited     = "rate_limited"           // 429: over the caller's request rate; see Retry-After
 	CodeOutOfScope      = "out_of_scope"           // push result: another unit's record or a collection the role may not write
 )
 

@@ -55,3 +55,26 @@ func (s *Store) PruneSeen(ctx context.Context, cutoff time.Time) (int64, error) 
 	}
 	return res.RowsAffected, nil
 }
+
+// Hit counts one request of key in window and returns the window's count,
+// in one statement, so concurrent instances never lose a count.
+func (s *Store) Hit(ctx context.Context, key string, window int64) (int64, error) {
+	var n []int64
+	if err := s.db.WithContext(ctx).Raw(`INSERT INTO rate_limits (key, window_start, count) VALUES (?, ?, 1)
+		ON CONFLICT (key, window_start) DO UPDATE SET count = rate_limits.count + 1
+		RETURNING count`, key, window).Scan(&n).Error; err != nil {
+		return 0, fmt.Errorf("store: rate limit: %w", translate(err))
+	}
+	if len(n) != 1 {
+		return 0, fmt.Errorf("store: rate limit: no count returned")
+	}
+	return n[0], nil
+}
+
+// PruneRateLimits forgets windows that started before window.
+func (s *Store) PruneRateLimits(ctx context.Context, window int64) error {
+	if err := s.db.WithContext(ctx).Exec(`DELETE FROM rate_limits WHERE window_start < ?`, window).Error; err != nil {
+		return fmt.Errorf("store: prune rate limits: %w", translate(err))
+	}
+	return nil
+}
