@@ -136,3 +136,65 @@ func TestDeviceLifecycle(t *testing.T) {
 		t.Fatalf("the revoked device's data = %d %s", status, body)
 	}
 }
+
+// A revocation made on one instance stops the device on another within a
+// second: the revocation cache is the only delay.
+func TestRevocationReachesEveryInstanceWithinASecond(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "fieldsync.db")
+	env := map[string]string{"FIELDSYNC_DATABASE_URL": db}
+	for _, args := range [][]string{{"migrate"}, {"keys", "rotate"}} {
+		if _, err := runCLI(t, env, args...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	code, err := runCLI(t, env, "device", "enroll-code", "-unit", "KEN-3", "-contingent", "KEN")
+	if err != nil {
+		t.Fatal(err)
+	}
+	adminTok, err := runCLI(t, env, "token", "-role", "admin", "-sub", "admin-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := config.Default()
+	cfg.Addr = "127.0.0.1:0"
+	cfg.DatabaseURL = db
+	spec := loadSpec(t)
+	var bases []string
+	for i := 0; i < 2; i++ {
+		base, stop, done := startMain(t, cfg, &syncBuffer{})
+		defer func() { stop(); <-done }()
+		bases = append(bases, base)
+	}
+	enroll, _ := json.Marshal(map[string]string{"code": strings.TrimSpace(code)})
+	status, body := (&client{t: t, base: bases[0], spec: spec}).do("POST", "/v1/devices/enroll", enroll, nil)
+	if status != 200 {
+		t.Fatalf("enrol = %d %s", status, body)
+	}
+	var tk struct {
+		DeviceID    string `json:"device_id"`
+		AccessToken string `json:"access_token"`
+	}
+	if err := json.Unmarshal(body, &tk); err != nil {
+		t.Fatal(err)
+	}
+	onB := &client{t: t, base: bases[1], spec: spec, token: tk.AccessToken}
+	if status, _ := onB.do("GET", "/v1/sync/pull", nil, nil); status != 200 {
+		t.Fatalf("pull on instance B before revocation = %d", status)
+	}
+	admin := &client{t: t, base: bases[0], spec: spec, token: strings.TrimSpace(adminTok)}
+	if status, body := admin.do("POST", "/v1/devices/"+tk.DeviceID+"/revoke", nil, nil); status != 200 {
+		t.Fatalf("revoke on instance A = %d %s", status, body)
+	}
+	revokedAt := time.Now()
+	for {
+		status, _ := onB.do("GET", "/v1/sync/pull", nil, nil)
+		if status == 401 {
+			break
+		}
+		if time.Since(revokedAt) > time.Second {
+			t.Fatalf("instance B still serves the revoked device after 1 s (status %d)", status)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	t.Logf("instance B refused the revoked device %v after the revocation on A", time.Since(revokedAt).Round(time.Millisecond))
+}
