@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/fieldsync/fieldsync/internal/config"
+	"github.com/fieldsync/fieldsync/internal/store"
 )
 
 // Enrol with a one-time code, sync, rotate the refresh token, catch a
@@ -131,9 +132,36 @@ func TestDeviceLifecycle(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	// What it synced stays.
-	if status, body := admin.do("GET", "/v1/sync/pull", nil, nil); status != 200 || !bytes.Contains(body, []byte(`"rn1"`)) {
+	// What it sends now is held aside for review, not merged.
+	late := []byte(`{"changes":[{"change_id":"late-1","collection":"corridors","id":"rn1","vv":{"` + first.DeviceID +
+		`":3},"hlc":"1764300000000-3-` + first.DeviceID + `","fields":{"status":"closed"}}]}`)
+	if status, _ := dev.do("POST", "/v1/sync/push", late, nil); status != 401 {
+		t.Fatalf("push by the revoked device = %d, want 401", status)
+	}
+	// What it synced stays, unchanged by what it sent after.
+	status, body = admin.do("GET", "/v1/sync/pull", nil, nil)
+	if status != 200 || !bytes.Contains(body, []byte(`"rn1"`)) || bytes.Contains(body, []byte(`"closed"`)) {
 		t.Fatalf("the revoked device's data = %d %s", status, body)
+	}
+	s, err := store.Open(t.Context(), db, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var held []struct {
+		ChangeID string
+		Code     string
+		Body     string
+	}
+	if err := s.DB().Raw(`SELECT change_id, code, body FROM rejections WHERE subject = ? AND code = 'device_revoked'`, first.DeviceID).Scan(&held).Error; err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, h := range held {
+		found = found || h.ChangeID == "late-1" && strings.Contains(h.Body, `"closed"`)
+	}
+	if !found {
+		t.Fatalf("the revoked device's late change was not held for review: %+v", held)
 	}
 }
 

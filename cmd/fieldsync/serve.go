@@ -165,6 +165,7 @@ func (m *Main) Run(ctx context.Context) error {
 		Verifier:    devices,
 		Devices:     devices,
 		RateCounter: m.store,
+		Holder:      svc,
 		JWKS:        keyring.JWKS,
 		Ready:       m.ready(),
 		OpenAPI:     fieldsync.OpenAPI,

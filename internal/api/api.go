@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"log/slog"
 	"time"
 
@@ -93,6 +94,11 @@ type Verifier interface {
 	Verify(token string) (domain.Identity, error)
 }
 
+// Holder keeps the changes a revoked device sent, unmerged (syncer.Service).
+type Holder interface {
+	Hold(ctx context.Context, id domain.Identity, changes []json.RawMessage) error
+}
+
 // Deps are the services the HTTP layer calls.
 type Deps struct {
 	Syncer   domain.Syncer
@@ -104,6 +110,8 @@ type Deps struct {
 	// *domain.Error with CodeNotReady (schema behind) or CodeUnavailable
 	// (database unreachable). nil Ready means always ready.
 	Ready func(ctx context.Context) error
+	// Holder keeps what a revoked device pushes, for review (nil: dropped).
+	Holder Holder
 	// RateCounter keeps rate-limit counts (nil: no limits).
 	RateCounter domain.RateCounter
 	// Devices enrols, refreshes and revokes devices; nil answers those

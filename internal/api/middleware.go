@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"runtime/debug"
 	"strings"
@@ -143,6 +144,10 @@ func (s *server) authenticate(c *fiber.Ctx) error {
 	}
 	id, err := s.deps.Verifier.Verify(token)
 	if err != nil {
+		var revoked *domain.RevokedError
+		if errors.As(err, &revoked) {
+			s.holdRevoked(c, revoked.Identity)
+		}
 		if domain.ErrorCode(err) == domain.CodeUnauthorized {
 			c.Set(fiber.HeaderWWWAuthenticate, bearerChallenge+`, error="invalid_token"`)
 		}
@@ -150,4 +155,25 @@ func (s *server) authenticate(c *fiber.Ctx) error {
 	}
 	c.Locals(identityKey{}, id)
 	return c.Next()
+}
+
+// holdRevoked keeps a revoked device's push for review (DOMAIN.md: a lost or
+// captured device's data is evidence), without merging it. Best effort: the
+// answer is 401 whatever happens here.
+func (s *server) holdRevoked(c *fiber.Ctx, id domain.Identity) {
+	if s.deps.Holder == nil || c.Method() != fiber.MethodPost || c.Path() != "/v1/sync/push" {
+		return
+	}
+	if checkJSON(c.Get(fiber.HeaderContentType)) != nil {
+		return
+	}
+	changes, err := parsePush(c.Get(fiber.HeaderContentEncoding), c.Request().Body(), s.cfg.BodyLimit, s.cfg.MaxChanges)
+	if err != nil || len(changes) == 0 {
+		return
+	}
+	ctx, cancel := s.requestContext(c)
+	defer cancel()
+	if err := s.deps.Holder.Hold(ctx, id, changes); err != nil {
+		s.log.Warn("could not hold a revoked device's push", slog.String("request_id", requestIDOf(c)), slog.String("error", err.Error()))
+	}
 }

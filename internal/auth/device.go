@@ -259,7 +259,7 @@ func (d *Devices) Verify(token string) (domain.Identity, error) {
 		return domain.Identity{}, err
 	}
 	if revoked {
-		return domain.Identity{}, domain.Errorf(domain.CodeUnauthorized, "this device has been revoked")
+		return domain.Identity{}, &domain.RevokedError{Identity: id}
 	}
 	return id, nil
 }

@@ -77,3 +77,21 @@ type RateCounter interface {
 	// Hit adds one request to key's window and returns the window's count.
 	Hit(ctx context.Context, key string, window int64) (int64, error)
 }
+
+// CodeDeviceRevoked is the rejection code of changes a revoked device sent:
+// held aside for review, never merged.
+const CodeDeviceRevoked = "device_revoked"
+
+// RevokedError is the verification failure of a revoked device's token. It
+// carries the identity the token named, so what the device sends can be
+// held aside under it.
+type RevokedError struct {
+	Identity Identity
+}
+
+func (e *RevokedError) Error() string { return CodeUnauthorized + ": this device has been revoked" }
+
+// Unwrap makes a RevokedError read as an unauthorized domain error.
+func (e *RevokedError) Unwrap() error {
+	return &Error{Code: CodeUnauthorized, Message: "this device has been revoked"}
+}

@@ -428,3 +428,37 @@ func (s *Service) Pull(ctx context.Context, id domain.Identity, req domain.PullR
 	resp.ServerHLC = s.clock.Now()
 	return resp, nil
 }
+
+// Hold keeps what a revoked device sent as rejections with code
+// device_revoked, for supervisors to review; nothing is merged. Changes
+// without a usable change_id are dropped (they cannot be keyed).
+func (s *Service) Hold(ctx context.Context, id domain.Identity, raws []json.RawMessage) error {
+	now := s.now().UTC()
+	var w domain.PushWrites
+	for _, raw := range raws {
+		ch, err := merge.DecodeChange(raw)
+		var key domain.Key
+		changeID := ""
+		switch {
+		case err == nil:
+			changeID, key = ch.ChangeID, domain.Key{Collection: ch.Collection, ID: ch.ID}
+		default:
+			var de *merge.DecodeError
+			if errors.As(err, &de) {
+				changeID = de.ChangeID
+			}
+		}
+		if changeID == "" {
+			continue
+		}
+		w.Rejections = append(w.Rejections, domain.Rejection{
+			Subject: id.Subject, ChangeID: changeID, Key: key, Owner: domain.Owner{Unit: id.Unit, Contingent: id.Contingent},
+			Code: domain.CodeDeviceRevoked, Message: "sent by a revoked device: held for review, not merged",
+			Body: compact(raw), ReceivedAt: now,
+		})
+	}
+	if len(w.Rejections) == 0 {
+		return nil
+	}
+	return s.store.Push(ctx, func(tx domain.PushTx) error { return tx.Write(ctx, w) })
+}
