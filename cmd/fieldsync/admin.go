@@ -27,7 +27,7 @@ func (m *Main) openKeyring(ctx context.Context) error {
 		return errors.New("the database schema is behind this binary; run fieldsync migrate first")
 	}
 	m.keyring, err = auth.NewKeyring(ctx, m.store, auth.Config{
-		Issuer: m.Config.JWTIssuer, Audience: m.Config.JWTAudience, Leeway: m.Config.TokenLeeway,
+		Issuer: m.Config.JWTIssuer, Audience: m.Config.JWTAudience, Leeway: leeway(m.Config.TokenLeeway),
 	})
 	return err
 }
@@ -144,4 +144,13 @@ func deviceCmd(ctx context.Context, args []string, getenv func(string) string, s
 	}
 	fmt.Fprintf(stdout, "%s\n", code)
 	return nil
+}
+
+// leeway converts the configured token leeway to auth.Config's: there, 0
+// means "the default", while a configured 0 means none.
+func leeway(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }

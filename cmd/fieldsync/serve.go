@@ -121,7 +121,7 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 
 	keyring, err := auth.NewKeyring(ctx, m.store, auth.Config{
-		Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience, Leeway: cfg.TokenLeeway,
+		Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience, Leeway: leeway(cfg.TokenLeeway),
 	})
 	if err != nil {
 		return err

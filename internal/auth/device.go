@@ -15,6 +15,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/fieldsync/fieldsync/internal/domain"
+	"github.com/fieldsync/fieldsync/sync/vv"
 )
 
 // TypeRefresh is the typ claim of refresh tokens: Verify refuses them, so a
@@ -233,9 +234,11 @@ func (d *Devices) Revoke(ctx context.Context, actor domain.Identity, deviceID st
 		// The same answer whether or not the device exists.
 		return domain.Device{}, domain.Errorf(domain.CodeNotFound, "no device %q in your scope", deviceID)
 	}
-	if dev == nil {
+	if dev == nil && !vvValidDevice(deviceID) {
 		return domain.Device{}, domain.Errorf(domain.CodeNotFound, "no device %q in your scope", deviceID)
 	}
+	// An administrator may revoke a device that was never enrolled (a token
+	// minted with "fieldsync token"): it is recorded as revoked.
 	out, err := d.store.RevokeDevice(ctx, deviceID, actor.Subject, d.now().UTC())
 	if err != nil {
 		return domain.Device{}, err
@@ -246,9 +249,12 @@ func (d *Devices) Revoke(ctx context.Context, actor domain.Identity, deviceID st
 	return out, nil
 }
 
+func vvValidDevice(id string) bool { return vv.ValidNodeID(id) && vv.NodeID(id) != vv.Server }
+
 // Verify checks an access token (Keyring.Verify) and, for a device, that it
 // is not revoked. Devices that were never enrolled (tokens an administrator
-// minted with "fieldsync token") have no row and are not checked further.
+// minted with "fieldsync token") have no row until an administrator revokes
+// them.
 func (d *Devices) Verify(token string) (domain.Identity, error) {
 	id, err := d.ring.Verify(token)
 	if err != nil || id.Role != domain.RoleDevice {

@@ -157,6 +157,12 @@ func (s *Store) RotateRefresh(ctx context.Context, jti string, next domain.Refre
 func (s *Store) RevokeDevice(ctx context.Context, id, by string, now time.Time) (domain.Device, error) {
 	var out domain.Device
 	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		// A device that was never enrolled (its token minted by an
+		// administrator) gets a row, revoked, so its tokens fail too.
+		if err := tx.Exec(`INSERT INTO devices (id, unit, contingent, enrolled_at, revoked_at, revoked_by) VALUES (?, '', '', ?, ?, ?)
+			ON CONFLICT (id) DO NOTHING`, id, now.UTC(), now.UTC(), by).Error; err != nil {
+			return translate(err)
+		}
 		if err := tx.Exec(`UPDATE devices SET revoked_at = ?, revoked_by = ? WHERE id = ? AND revoked_at IS NULL`, now.UTC(), by, id).Error; err != nil {
 			return translate(err)
 		}
