@@ -92,6 +92,28 @@ type item struct {
 	key     domain.Key
 	policy  *merge.Policy
 	lockKey bool
+	refs    []domain.Key // records the change points at (an entry's log, the entry it corrects)
+}
+
+// references returns the records an entry points at: the patrol log it
+// belongs to and the entry it corrects. They are loaded with the batch so
+// a device cannot attach entries to another unit's records.
+func references(ch *merge.Change) []domain.Key {
+	if ch.Collection != domain.PatrolEntries {
+		return nil
+	}
+	var out []domain.Key
+	for _, r := range []struct{ field, collection string }{{"patrol_id", domain.PatrolLogs}, {"corrects", domain.PatrolEntries}} {
+		v, ok := ch.Value(r.field)
+		if !ok {
+			continue
+		}
+		var id string
+		if json.Unmarshal(v, &id) == nil && merge.ValidID(id) {
+			out = append(out, domain.Key{Collection: r.collection, ID: id})
+		}
+	}
+	return out
 }
 
 // Push merges a batch of changes in one transaction.
@@ -126,6 +148,8 @@ func (s *Service) Push(ctx context.Context, id domain.Identity, raws []json.RawM
 		it.lockKey = it.policy != nil && merge.ValidID(ch.ID)
 		if it.lockKey {
 			keys = append(keys, it.key)
+			it.refs = references(ch)
+			keys = append(keys, it.refs...)
 		}
 		ids = append(ids, ch.ChangeID)
 		items[i] = it
@@ -242,7 +266,7 @@ func (b *batch) apply(ctx context.Context, it *item) (domain.PushResult, error) 
 	}
 	// Scope: the same answer whether or not the record exists, and no record
 	// in the result.
-	if !b.id.CanWrite(ch.Collection, owner) || b.movesUnit(ch) {
+	if !b.id.CanWrite(ch.Collection, owner) || b.movesUnit(ch) || b.pointsOutOfScope(it) {
 		return b.reject(it, ch.ChangeID, it.key, owner, domain.CodeOutOfScope, "the record is outside this device's scope"), nil
 	}
 	if ch.Node() != b.id.Node() {
@@ -365,6 +389,20 @@ func (b *batch) ownerOf(ch *merge.Change) domain.Owner {
 		}
 	}
 	return domain.Owner{Unit: unit, Contingent: b.id.Contingent}
+}
+
+// pointsOutOfScope reports whether a change points at a record that exists
+// and is not the device's to write: an entry on another unit's patrol log,
+// or a correction of another unit's entry. A record the server has not
+// received yet cannot be judged and is let through (the device may have
+// created it offline; its own push will be scoped when it arrives).
+func (b *batch) pointsOutOfScope(it *item) bool {
+	for _, ref := range it.refs {
+		if st, ok := b.current[ref]; ok && !b.id.CanWrite(ref.Collection, st.Owner) {
+			return true
+		}
+	}
+	return false
 }
 
 // movesUnit reports whether a change writes a unit other than the device's:
