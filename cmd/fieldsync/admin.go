@@ -32,6 +32,40 @@ func (m *Main) openKeyring(ctx context.Context) error {
 	return err
 }
 
+// adminFlags is the flag set of an administration command: the server's
+// configuration flags plus the command's own, which define adds.
+func adminFlags(name string, getenv func(string) string, stderr io.Writer, define func(fs *flag.FlagSet)) (*flag.FlagSet, *config.Config, error) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfg := config.Default()
+	if err := cfg.Bind(fs, getenv); err != nil {
+		return nil, nil, err
+	}
+	define(fs)
+	return fs, &cfg, nil
+}
+
+// runAdmin validates the configuration, opens the database and the keys,
+// and runs fn with them.
+func runAdmin(ctx context.Context, cfg *config.Config, stdout io.Writer, fn func(m *Main) error) error {
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("configuration: %w", err)
+	}
+	m := &Main{Config: *cfg, Stdout: stdout}
+	if err := m.openKeyring(ctx); err != nil {
+		return err
+	}
+	defer m.store.Close()
+	return fn(m)
+}
+
+func checkTTL(ttl time.Duration) error {
+	if ttl <= 0 || ttl > 720*time.Hour {
+		return fmt.Errorf("-ttl must be between 1s and 720h, got %s", ttl)
+	}
+	return nil
+}
+
 // keysCmd runs "fieldsync keys rotate": add a new signing key; tokens signed
 // with older keys keep verifying.
 func keysCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -59,22 +93,20 @@ func keysCmd(ctx context.Context, args []string, getenv func(string) string, std
 // console, a partner's feed reader, an administrator's script). The token is
 // printed to standard output only.
 func tokenCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("fieldsync token", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	cfg := config.Default()
-	if err := cfg.Bind(fs, getenv); err != nil {
+	var role, sub, unit, contingent *string
+	var ttl *time.Duration
+	fs, cfg, err := adminFlags("fieldsync token", getenv, stderr, func(fs *flag.FlagSet) {
+		role = fs.String("role", "", "supervisor, partner, admin or device")
+		sub = fs.String("sub", "", "subject: a user, client or device id")
+		unit = fs.String("unit", "", "unit (devices)")
+		contingent = fs.String("contingent", "", "contingent (devices and supervisors; empty: all contingents)")
+		ttl = fs.Duration("ttl", time.Hour, "token lifetime (at most 720h)")
+	})
+	if err != nil {
 		return err
 	}
-	role := fs.String("role", "", "supervisor, partner, admin or device")
-	sub := fs.String("sub", "", "subject: a user, client or device id")
-	unit := fs.String("unit", "", "unit (devices)")
-	contingent := fs.String("contingent", "", "contingent (devices and supervisors; empty: all contingents)")
-	ttl := fs.Duration("ttl", time.Hour, "token lifetime (at most 720h)")
 	if err := fs.Parse(args); err != nil {
 		return err
-	}
-	if err := cfg.Validate(); err != nil {
-		return fmt.Errorf("configuration: %w", err)
 	}
 	id := domain.Identity{Subject: *sub, Role: domain.Role(*role), Unit: *unit, Contingent: *contingent}
 	if !id.Role.Valid() {
@@ -83,23 +115,20 @@ func tokenCmd(ctx context.Context, args []string, getenv func(string) string, st
 	if *sub == "" {
 		return errors.New("-sub is required")
 	}
-	if *ttl <= 0 || *ttl > 720*time.Hour {
-		return fmt.Errorf("-ttl must be between 1s and 720h, got %s", *ttl)
-	}
-	m := &Main{Config: cfg, Stdout: stdout}
-	if err := m.openKeyring(ctx); err != nil {
+	if err := checkTTL(*ttl); err != nil {
 		return err
 	}
-	defer m.store.Close()
-	if !m.keyring.CanSign() {
-		return errors.New("no signing key; run fieldsync keys rotate")
-	}
-	tok, err := m.keyring.Issue(id, *ttl)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintln(stdout, tok)
-	return nil
+	return runAdmin(ctx, cfg, stdout, func(m *Main) error {
+		if !m.keyring.CanSign() {
+			return errors.New("no signing key; run fieldsync keys rotate")
+		}
+		tok, err := m.keyring.Issue(id, *ttl)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, tok)
+		return nil
+	})
 }
 
 // deviceCmd runs "fieldsync device enroll-code": a one-time code a device of
@@ -110,40 +139,35 @@ func deviceCmd(ctx context.Context, args []string, getenv func(string) string, s
 		fmt.Fprintln(stderr, "usage: fieldsync device enroll-code -unit UNIT [-contingent C] [-ttl 24h] [flags]")
 		return flag.ErrHelp
 	}
-	fs := flag.NewFlagSet("fieldsync device enroll-code", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	cfg := config.Default()
-	if err := cfg.Bind(fs, getenv); err != nil {
+	var unit, contingent, by *string
+	var ttl *time.Duration
+	fs, cfg, err := adminFlags("fieldsync device enroll-code", getenv, stderr, func(fs *flag.FlagSet) {
+		unit = fs.String("unit", "", "the unit the device belongs to (required)")
+		contingent = fs.String("contingent", "", "the unit's contingent")
+		ttl = fs.Duration("ttl", 24*time.Hour, "how long the code stays valid (at most 720h)")
+		by = fs.String("by", "admin", "who issued the code, for the record")
+	})
+	if err != nil {
 		return err
 	}
-	unit := fs.String("unit", "", "the unit the device belongs to (required)")
-	contingent := fs.String("contingent", "", "the unit's contingent")
-	ttl := fs.Duration("ttl", 24*time.Hour, "how long the code stays valid (at most 720h)")
-	by := fs.String("by", "admin", "who issued the code, for the record")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
-	}
-	if err := cfg.Validate(); err != nil {
-		return fmt.Errorf("configuration: %w", err)
 	}
 	if *unit == "" {
 		return errors.New("-unit is required")
 	}
-	if *ttl <= 0 || *ttl > 720*time.Hour {
-		return fmt.Errorf("-ttl must be between 1s and 720h, got %s", *ttl)
-	}
-	m := &Main{Config: cfg, Stdout: stdout}
-	if err := m.openKeyring(ctx); err != nil {
+	if err := checkTTL(*ttl); err != nil {
 		return err
 	}
-	defer m.store.Close()
-	devices := auth.NewDevices(m.keyring, m.store, auth.DevicesConfig{AccessTTL: cfg.AccessTokenTTL, RefreshTTL: cfg.RefreshTokenTTL})
-	code, err := devices.NewEnrollmentCode(ctx, *unit, *contingent, *by, *ttl)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "%s\n", code)
-	return nil
+	return runAdmin(ctx, cfg, stdout, func(m *Main) error {
+		devices := auth.NewDevices(m.keyring, m.store, auth.DevicesConfig{AccessTTL: cfg.AccessTokenTTL, RefreshTTL: cfg.RefreshTokenTTL})
+		code, err := devices.NewEnrollmentCode(ctx, *unit, *contingent, *by, *ttl)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, code)
+		return nil
+	})
 }
 
 // leeway converts the configured token leeway to auth.Config's: there, 0
