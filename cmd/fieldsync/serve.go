@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"sync/atomic"
 	"time"
 
@@ -143,8 +144,17 @@ func (m *Main) Run(ctx context.Context) error {
 	svc := syncer.New(m.store, clock, time.Now, syncer.Config{
 		MaxVVEntries: cfg.MaxVVEntries, CorridorMaxAge: cfg.CorridorMaxAge,
 	})
+	var external *auth.External
+	if cfg.ExternalIssuers != "" {
+		issuers, err := auth.LoadExternalIssuers(cfg.ExternalIssuers)
+		if err != nil {
+			return err
+		}
+		external = auth.NewExternal(issuers, leeway(cfg.TokenLeeway), cfg.ExternalJWKSCooldown, nil, fetchJWKS)
+		log.Info("external token issuers", slog.Int("count", len(issuers)))
+	}
 	devices := auth.NewDevices(keyring, m.store, auth.DevicesConfig{
-		AccessTTL: cfg.AccessTokenTTL, RefreshTTL: cfg.RefreshTokenTTL,
+		AccessTTL: cfg.AccessTokenTTL, RefreshTTL: cfg.RefreshTokenTTL, External: external,
 	})
 	app := api.New(api.Config{
 		BodyLimit:        int(cfg.MaxBodyBytes),
@@ -270,3 +280,22 @@ func (m *Main) printDevToken() error {
 		"export TOKEN=%s\n\n", id.Subject, id.Unit, tok, tok)
 	return nil
 }
+
+// fetchJWKS fetches an external issuer's key set: bounded in time and size.
+func fetchJWKS(ctx context.Context, url string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := jwksClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("jwks %s: %s", url, resp.Status)
+	}
+	return io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+}
+
+var jwksClient = &http.Client{Timeout: 5 * time.Second}

@@ -45,6 +45,8 @@ type Devices struct {
 	cacheTTL time.Duration
 	mu       sync.Mutex
 	cache    map[string]revocationEntry
+
+	external *External
 }
 
 type revocationEntry struct {
@@ -58,6 +60,8 @@ type DevicesConfig struct {
 	RefreshTTL time.Duration // default 60 days: refresh tokens outlive weeks offline
 	CacheTTL   time.Duration // default 500 ms
 	Now        func() time.Time
+	// External verifies tokens of configured external issuers (nil: none).
+	External *External
 }
 
 // NewDevices returns the device service.
@@ -75,7 +79,7 @@ func NewDevices(ring *Keyring, store domain.DeviceStore, cfg DevicesConfig) *Dev
 		cfg.Now = time.Now
 	}
 	return &Devices{ring: ring, store: store, accessTTL: cfg.AccessTTL, refreshTTL: cfg.RefreshTTL,
-		cacheTTL: cfg.CacheTTL, now: cfg.Now, cache: map[string]revocationEntry{}}
+		cacheTTL: cfg.CacheTTL, now: cfg.Now, cache: map[string]revocationEntry{}, external: cfg.External}
 }
 
 // Tokens is what a device receives at enrolment and at each refresh.
@@ -256,6 +260,13 @@ func vvValidDevice(id string) bool { return vv.ValidNodeID(id) && vv.NodeID(id) 
 // minted with "fieldsync token") have no row until an administrator revokes
 // them.
 func (d *Devices) Verify(token string) (domain.Identity, error) {
+	if d.external != nil {
+		// Tokens of a configured external issuer go to its keys; every
+		// other token must be fieldsync's own.
+		if iss, err := unverifiedIssuer(token); err == nil && iss != d.ring.cfg.Issuer && d.external.Knows(iss) {
+			return d.external.Verify(token)
+		}
+	}
 	id, err := d.ring.Verify(token)
 	if err != nil || id.Role != domain.RoleDevice {
 		return id, err

@@ -43,6 +43,9 @@ type Config struct {
 	RefreshTokenTTL time.Duration // refresh tokens outlive weeks offline
 	TokenLeeway     time.Duration
 
+	ExternalIssuers      string        // path of a JSON file of external token issuers ("" for none)
+	ExternalJWKSCooldown time.Duration // least time between two key-set fetches of one issuer
+
 	RateLimitDevice     int // requests per minute per device (0: unlimited)
 	RateLimitPartner    int // requests per minute per partner client
 	RateLimitSupervisor int // requests per minute per supervisor
@@ -76,6 +79,7 @@ func Default() Config {
 		AccessTokenTTL:       15 * time.Minute,
 		RefreshTokenTTL:      60 * 24 * time.Hour,
 		TokenLeeway:          30 * time.Second,
+		ExternalJWKSCooldown: 5 * time.Minute,
 		RateLimitDevice:      300,
 		RateLimitPartner:     120,
 		RateLimitSupervisor:  600,
@@ -153,6 +157,8 @@ func (c *Config) Bind(fs *flag.FlagSet, getenv func(string) string) error {
 	dur(&c.AccessTokenTTL, "access-token-ttl", "FIELDSYNC_ACCESS_TOKEN_TTL", "lifetime of access tokens")
 	dur(&c.RefreshTokenTTL, "refresh-token-ttl", "FIELDSYNC_REFRESH_TOKEN_TTL", "lifetime of device refresh tokens (they must outlast weeks offline)")
 	dur(&c.TokenLeeway, "token-leeway", "FIELDSYNC_TOKEN_LEEWAY", "clock leeway when checking exp, nbf and iat")
+	str(&c.ExternalIssuers, "external-issuers", "FIELDSYNC_EXTERNAL_ISSUERS", "JSON file of external token issuers (partners' identity providers)")
+	dur(&c.ExternalJWKSCooldown, "external-jwks-cooldown", "FIELDSYNC_EXTERNAL_JWKS_COOLDOWN", "least time between two key-set fetches of one external issuer")
 	integer(&c.RateLimitDevice, "rate-limit-device", "FIELDSYNC_RATE_LIMIT_DEVICE", "requests per minute per device, across instances (0: unlimited)")
 	integer(&c.RateLimitPartner, "rate-limit-partner", "FIELDSYNC_RATE_LIMIT_PARTNER", "requests per minute per partner client, across instances (0: unlimited)")
 	integer(&c.RateLimitSupervisor, "rate-limit-supervisor", "FIELDSYNC_RATE_LIMIT_SUPERVISOR", "requests per minute per supervisor, across instances (0: unlimited)")
@@ -186,6 +192,7 @@ func (c *Config) Validate() error {
 	check(c.AccessTokenTTL >= time.Minute && c.AccessTokenTTL <= 24*time.Hour, "access-token-ttl must be 1m..24h, got %s", c.AccessTokenTTL)
 	check(c.RefreshTokenTTL >= 24*time.Hour && c.RefreshTokenTTL <= 365*24*time.Hour, "refresh-token-ttl must be 24h..8760h, got %s", c.RefreshTokenTTL)
 	check(c.TokenLeeway >= 0 && c.TokenLeeway <= 5*time.Minute, "token-leeway must be 0..5m, got %s", c.TokenLeeway)
+	check(c.ExternalJWKSCooldown > 0, "external-jwks-cooldown must be positive")
 	check(c.RateLimitDevice >= 0 && c.RateLimitPartner >= 0 && c.RateLimitSupervisor >= 0, "rate limits must not be negative")
 	check(c.DBMaxConns >= 1 && c.DBMaxConns <= 1000, "db-max-conns must be 1..1000, got %d", c.DBMaxConns)
 	_, lerr := c.Level()
@@ -243,6 +250,7 @@ func (c *Config) LogAttrs() []any {
 		slog.String("jwt_audience", c.JWTAudience),
 		slog.Duration("access_token_ttl", c.AccessTokenTTL),
 		slog.Duration("refresh_token_ttl", c.RefreshTokenTTL),
+		slog.String("external_issuers", c.ExternalIssuers),
 		slog.Int("rate_limit_device", c.RateLimitDevice),
 		slog.Int("rate_limit_partner", c.RateLimitPartner),
 		slog.Int("rate_limit_supervisor", c.RateLimitSupervisor),
