@@ -95,12 +95,14 @@ func keysCmd(ctx context.Context, args []string, getenv func(string) string, std
 func tokenCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	var role, sub, unit, contingent *string
 	var ttl *time.Duration
+	var observe *bool
 	fs, cfg, err := adminFlags("fieldsync token", getenv, stderr, func(fs *flag.FlagSet) {
 		role = fs.String("role", "", "supervisor, partner, admin or device")
 		sub = fs.String("sub", "", "subject: a user, client or device id")
 		unit = fs.String("unit", "", "unit (devices)")
 		contingent = fs.String("contingent", "", "contingent (devices and supervisors; empty: all contingents)")
 		ttl = fs.Duration("ttl", time.Hour, "token lifetime (at most 720h)")
+		observe = fs.Bool("observe", false, "partners: may post corridor observations")
 	})
 	if err != nil {
 		return err
@@ -108,7 +110,7 @@ func tokenCmd(ctx context.Context, args []string, getenv func(string) string, st
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	id := domain.Identity{Subject: *sub, Role: domain.Role(*role), Unit: *unit, Contingent: *contingent}
+	id := domain.Identity{Subject: *sub, Role: domain.Role(*role), Unit: *unit, Contingent: *contingent, Observes: *observe}
 	if !id.Role.Valid() {
 		return fmt.Errorf("-role must be supervisor, partner, admin or device, got %q", *role)
 	}

@@ -34,6 +34,7 @@ type ExternalIssuer struct {
 	Role       string `json:"role"`           // partner or supervisor
 	Contingent string `json:"contingent"`     // the scope granted (supervisors)
 	Prefix     string `json:"subject_prefix"` // prepended to sub, so ids never collide with fieldsync's
+	Observe    bool   `json:"observe"`        // partners of this issuer may post corridor observations
 }
 
 // LoadExternalIssuers reads a JSON array of issuers from path.
@@ -149,6 +150,7 @@ func (x *External) Verify(token string) (domain.Identity, error) {
 	id := domain.Identity{
 		Subject: is.cfg.Prefix + claims.Subject, Role: domain.Role(is.cfg.Role),
 		Contingent: is.cfg.Contingent, TokenID: claims.ID,
+		Observes: is.cfg.Observe && domain.Role(is.cfg.Role) == domain.RolePartner,
 	}
 	if claims.Subject == "" {
 		return domain.Identity{}, unauthorized("the token has no valid subject")

@@ -33,6 +33,8 @@ type Claims struct {
 	Unit       string `json:"unit,omitempty"`
 	Contingent string `json:"contingent,omitempty"`
 	Type       string `json:"typ"`
+	// Observe lets a partner token post corridor observations.
+	Observe bool `json:"obs,omitempty"`
 	jwt.RegisteredClaims
 }
 
@@ -56,6 +58,7 @@ func (k *Keyring) Issue(id domain.Identity, ttl time.Duration) (string, error) {
 		Unit:       id.Unit,
 		Contingent: id.Contingent,
 		Type:       TypeAccess,
+		Observe:    id.Observes,
 		RegisteredClaims: jwt.RegisteredClaims{
 			Issuer:    k.cfg.Issuer,
 			Subject:   id.Subject,
@@ -103,6 +106,7 @@ func (k *Keyring) Verify(token string) (domain.Identity, error) {
 		Unit:       c.Unit,
 		Contingent: c.Contingent,
 		TokenID:    c.ID,
+		Observes:   c.Observe,
 	}
 	if err := checkIdentity(id); err != nil {
 		return domain.Identity{}, err
@@ -141,11 +145,14 @@ func checkIdentity(id domain.Identity) *domain.Error {
 	case !printable(id.Unit) || !printable(id.Contingent):
 		return unauthorized("the token's unit or contingent is not valid")
 	}
-	if id.Role == domain.RoleDevice {
+	if id.Observes && id.Role != domain.RolePartner {
+		return unauthorized("only partner tokens may carry obs")
+	}
+	if id.Pushes() {
 		if !vv.ValidNodeID(id.Subject) || vv.NodeID(id.Subject) == vv.Server {
 			return unauthorized("the token's subject is not a valid device id")
 		}
-		if id.Unit == "" {
+		if id.Role == domain.RoleDevice && id.Unit == "" {
 			return unauthorized("a device token must name its unit")
 		}
 	}

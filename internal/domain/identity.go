@@ -32,12 +32,22 @@ type Identity struct {
 	Unit       string // devices: the unit the device belongs to
 	Contingent string // devices and supervisors: their contingent ("" for supervisors of all)
 	TokenID    string // jti, when the token has one
+	// Observes is set for partner tokens allowed to post corridor
+	// observations (PROTOCOL.md: "only where its token allows").
+	Observes bool
 }
 
-// Node is the version-vector node the identity writes as: a device's id, the
-// server node for everyone else (their writes are server-authored).
+// Pushes reports whether the identity writes through push: devices, and
+// partners allowed to post corridor observations.
+func (id Identity) Pushes() bool {
+	return id.Role == RoleDevice || id.Role == RolePartner && id.Observes
+}
+
+// Node is the version-vector node the identity writes as: a device's id (or
+// an observing partner's subject), the server node for everyone else (their
+// writes are server-authored).
 func (id Identity) Node() vv.NodeID {
-	if id.Role == RoleDevice {
+	if id.Pushes() {
 		return vv.NodeID(id.Subject)
 	}
 	return vv.Server
@@ -61,6 +71,8 @@ type Owner struct {
 // owned by owner (the stored owner, or the one the change would create).
 func (id Identity) CanWrite(collection string, owner Owner) bool {
 	switch id.Role {
+	case RolePartner:
+		return id.Observes && collection == Corridors
 	case RoleDevice:
 		switch collection {
 		case PatrolLogs, PatrolEntries:

@@ -118,8 +118,8 @@ func references(ch *merge.Change) []domain.Key {
 
 // Push merges a batch of changes in one transaction.
 func (s *Service) Push(ctx context.Context, id domain.Identity, raws []json.RawMessage) (*domain.PushResponse, error) {
-	if id.Role != domain.RoleDevice {
-		return nil, domain.Errorf(domain.CodeForbidden, "only devices push changes; %s tokens use their own routes", id.Role)
+	if !id.Pushes() {
+		return nil, domain.Errorf(domain.CodeForbidden, "only devices (and partners allowed to post corridor observations) push changes; %s tokens use their own routes", id.Role)
 	}
 	// A device writes as its own node; the server node is never a device,
 	// or a device could author sign-offs and resolutions.
@@ -266,11 +266,11 @@ func (b *batch) apply(ctx context.Context, it *item) (domain.PushResult, error) 
 	}
 	// Scope: the same answer whether or not the record exists, and no record
 	// in the result.
-	if !b.id.CanWrite(ch.Collection, owner) || b.movesUnit(ch) || b.pointsOutOfScope(it) {
+	if !b.id.CanWrite(ch.Collection, owner) || b.movesUnit(ch) || b.pointsOutOfScope(it) || b.writesInternal(it) {
 		return b.reject(it, ch.ChangeID, it.key, owner, domain.CodeOutOfScope, "the record is outside this device's scope"), nil
 	}
 	if ch.Node() != b.id.Node() {
-		return b.reject(it, ch.ChangeID, it.key, owner, merge.CodeInvalidHLC, "the hlc's node must be the device's own id"), nil
+		return b.reject(it, ch.ChangeID, it.key, owner, merge.CodeInvalidHLC, "the hlc's node must be the writer's own id (the token's subject)"), nil
 	}
 	var rec *merge.Record
 	if exists {
@@ -389,6 +389,20 @@ func (b *batch) ownerOf(ch *merge.Change) domain.Owner {
 		}
 	}
 	return domain.Owner{Unit: unit, Contingent: b.id.Contingent}
+}
+
+// writesInternal reports whether a partner's observation writes a field
+// partners may not even read (corridor notes, reporter).
+func (b *batch) writesInternal(it *item) bool {
+	if b.id.Role != domain.RolePartner {
+		return false
+	}
+	for _, f := range it.ch.Fields {
+		if spec, ok := it.policy.Field(f.Name); ok && spec.Internal {
+			return true
+		}
+	}
+	return false
 }
 
 // pointsOutOfScope reports whether a change points at a record that exists
