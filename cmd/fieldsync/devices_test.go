@@ -94,12 +94,23 @@ func TestDeviceLifecycle(t *testing.T) {
 	if second.DeviceID != first.DeviceID || second.RefreshToken == first.RefreshToken {
 		t.Fatalf("refresh returned %+v", second)
 	}
-	// The spent token again: a copy exists somewhere. The family dies,
-	// including the token just issued.
+	// The same token again at once, as after a response lost on a cut
+	// connection: the same successor, not a revoked family.
+	status, body = refresh(first.RefreshToken)
+	if status != 200 || decode(body).RefreshToken != second.RefreshToken {
+		t.Fatalf("a retried refresh = %d, want the same successor back: %s", status, body)
+	}
+	// Once the successor is spent, the first token again is a copy in
+	// someone else's hands: the family dies, the newest token included.
+	status, body = refresh(second.RefreshToken)
+	if status != 200 {
+		t.Fatalf("refresh with the successor = %d %s", status, body)
+	}
+	third := decode(body)
 	if status, body := refresh(first.RefreshToken); status != 401 || !bytes.Contains(body, []byte("already used")) {
 		t.Fatalf("replayed refresh token = %d %s, want 401", status, body)
 	}
-	if status, _ := refresh(second.RefreshToken); status != 401 {
+	if status, _ := refresh(third.RefreshToken); status != 401 {
 		t.Fatalf("the family's newest token after a replay = %d, want 401", status)
 	}
 

@@ -312,6 +312,12 @@ func TestSecurityCredentialsAreRefusedWith401(t *testing.T) {
 			if err := json.Unmarshal(body, &familyNext); status != 200 || err != nil || familyNext.RefreshToken == "" {
 				t.Fatalf("first refresh = %d %s", status, body)
 			}
+			// Its successor is spent too, so presenting the first token
+			// again is no lost-response retry: it is a copy.
+			status, body = refresh(familyNext.RefreshToken)
+			if err := json.Unmarshal(body, &familyNext); status != 200 || err != nil || familyNext.RefreshToken == "" {
+				t.Fatalf("second refresh = %d %s", status, body)
+			}
 			b, _ := json.Marshal(map[string]string{"refresh_token": family.RefreshToken})
 			return anon.doFull("POST", "/v1/auth/refresh", b)
 		}},

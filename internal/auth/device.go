@@ -46,7 +46,8 @@ type Devices struct {
 	mu       sync.Mutex
 	cache    map[string]revocationEntry
 
-	external *External
+	external   *External
+	retryGrace time.Duration
 }
 
 type revocationEntry struct {
@@ -59,6 +60,10 @@ type DevicesConfig struct {
 	AccessTTL  time.Duration // default 15 min
 	RefreshTTL time.Duration // default 60 days: refresh tokens outlive weeks offline
 	CacheTTL   time.Duration // default 500 ms
+	// RetryGrace is how long after a refresh the same refresh token may be
+	// presented again and get the same successor (a response lost on a cut
+	// connection) instead of revoking the family. Default 2 min.
+	RetryGrace time.Duration
 	Now        func() time.Time
 	// External verifies tokens of configured external issuers (nil: none).
 	External *External
@@ -75,11 +80,14 @@ func NewDevices(ring *Keyring, store domain.DeviceStore, cfg DevicesConfig) *Dev
 	if cfg.CacheTTL <= 0 {
 		cfg.CacheTTL = 500 * time.Millisecond
 	}
+	if cfg.RetryGrace <= 0 {
+		cfg.RetryGrace = 2 * time.Minute
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
 	return &Devices{ring: ring, store: store, accessTTL: cfg.AccessTTL, refreshTTL: cfg.RefreshTTL,
-		cacheTTL: cfg.CacheTTL, now: cfg.Now, cache: map[string]revocationEntry{}, external: cfg.External}
+		cacheTTL: cfg.CacheTTL, now: cfg.Now, cache: map[string]revocationEntry{}, external: cfg.External, retryGrace: cfg.RetryGrace}
 }
 
 // Tokens is what a device receives at enrolment and at each refresh.
@@ -159,15 +167,17 @@ func (d *Devices) Refresh(ctx context.Context, token string) (Tokens, error) {
 	}
 	now := d.now().UTC()
 	next := domain.RefreshToken{JTI: uuid.NewString(), IssuedAt: now, ExpiresAt: now.Add(d.refreshTTL)}
-	dev, err := d.store.RotateRefresh(ctx, c.ID, next, now)
+	dev, issued, err := d.store.RotateRefresh(ctx, c.ID, next, now, d.retryGrace)
 	if err != nil {
 		return Tokens{}, err
 	}
-	if dev.ID != c.Subject {
+	if dev.ID != c.Subject || issued.Family != c.Family {
 		return Tokens{}, domain.ErrRefreshInvalid
 	}
-	next.Family, next.DeviceID = c.Family, dev.ID
-	return d.tokens(dev, next)
+	// A retried refresh gets the successor it was first given: Ed25519
+	// signatures are deterministic, so re-signing the same claims with the
+	// same key gives the very same token.
+	return d.tokens(dev, issued)
 }
 
 func (d *Devices) tokens(dev domain.Device, refresh domain.RefreshToken) (Tokens, error) {

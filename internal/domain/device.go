@@ -62,10 +62,12 @@ type DeviceStore interface {
 	// under concurrent attempts.
 	Enroll(ctx context.Context, codeHash string, dev Device, first RefreshToken, now time.Time) (Device, error)
 	// RotateRefresh marks jti used and stores next in its family, in one
-	// transaction. A jti already used revokes its whole family and returns
-	// ErrRefreshReused; an unknown, expired or revoked one, or a revoked
-	// device, returns ErrRefreshInvalid.
-	RotateRefresh(ctx context.Context, jti string, next RefreshToken, now time.Time) (Device, error)
+	// transaction, and returns the token issued. A jti used less than grace
+	// ago whose successor is still unused returns that successor instead (a
+	// retry after a lost response). Any other reuse revokes the whole family
+	// and returns ErrRefreshReused; an unknown, expired or revoked jti, or a
+	// revoked device, returns ErrRefreshInvalid.
+	RotateRefresh(ctx context.Context, jti string, next RefreshToken, now time.Time, grace time.Duration) (Device, RefreshToken, error)
 	// RevokeDevice revokes a device and all its refresh tokens.
 	RevokeDevice(ctx context.Context, id, by string, now time.Time) (Device, error)
 	// Device returns a device, or nil.

@@ -89,36 +89,45 @@ func insertRefresh(tx *gorm.DB, t domain.RefreshToken) error {
 }
 
 // RotateRefresh spends a refresh token and stores the next one of its family.
-func (s *Store) RotateRefresh(ctx context.Context, jti string, next domain.RefreshToken, now time.Time) (domain.Device, error) {
+func (s *Store) RotateRefresh(ctx context.Context, jti string, next domain.RefreshToken, now time.Time, grace time.Duration) (domain.Device, domain.RefreshToken, error) {
 	var out domain.Device
+	var issued domain.RefreshToken
 	var outcome error
+	type tokRow struct {
+		JTI        string `gorm:"column:jti"`
+		Family     string
+		DeviceID   string
+		IssuedAt   time.Time
+		ExpiresAt  time.Time
+		UsedAt     *time.Time
+		RevokedAt  *time.Time
+		ReplacedBy string
+	}
+	lock := ""
+	if s.dialect == Postgres {
+		lock = " FOR UPDATE"
+	}
+	load := func(tx *gorm.DB, id string) (*tokRow, error) {
+		var toks []tokRow
+		if err := tx.Raw(`SELECT jti, family, device_id, issued_at, expires_at, used_at, revoked_at, replaced_by
+			FROM refresh_tokens WHERE jti = ?`+lock, id).Scan(&toks).Error; err != nil {
+			return nil, translate(err)
+		}
+		if len(toks) != 1 {
+			return nil, nil
+		}
+		return &toks[0], nil
+	}
+	revokeFamily := func(tx *gorm.DB, family string) error {
+		return tx.Exec(`UPDATE refresh_tokens SET revoked_at = ? WHERE family = ? AND revoked_at IS NULL`, now.UTC(), family).Error
+	}
 	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		var toks []struct {
-			Family    string
-			DeviceID  string
-			ExpiresAt time.Time
-			UsedAt    *time.Time
-			RevokedAt *time.Time
+		tok, err := load(tx, jti)
+		if err != nil {
+			return err
 		}
-		lock := ""
-		if s.dialect == Postgres {
-			lock = " FOR UPDATE"
-		}
-		if err := tx.Raw(`SELECT family, device_id, expires_at, used_at, revoked_at FROM refresh_tokens WHERE jti = ?`+lock, jti).Scan(&toks).Error; err != nil {
-			return translate(err)
-		}
-		if len(toks) != 1 || toks[0].RevokedAt != nil || !toks[0].ExpiresAt.After(now) {
+		if tok == nil || tok.RevokedAt != nil || !tok.ExpiresAt.After(now) {
 			outcome = domain.ErrRefreshInvalid
-			return nil
-		}
-		tok := toks[0]
-		if tok.UsedAt != nil {
-			// A spent token again: someone else holds a copy. Revoke the
-			// family, commit that, and refuse.
-			if err := tx.Exec(`UPDATE refresh_tokens SET revoked_at = ? WHERE family = ? AND revoked_at IS NULL`, now.UTC(), tok.Family).Error; err != nil {
-				return translate(err)
-			}
-			outcome = domain.ErrRefreshReused
 			return nil
 		}
 		var devs []deviceRow
@@ -129,28 +138,46 @@ func (s *Store) RotateRefresh(ctx context.Context, jti string, next domain.Refre
 			outcome = domain.ErrRefreshInvalid
 			return nil
 		}
-		res := tx.Exec(`UPDATE refresh_tokens SET used_at = ? WHERE jti = ? AND used_at IS NULL`, now.UTC(), jti)
+		out = devs[0].device()
+		if tok.UsedAt != nil {
+			// Spent already. A retry shortly after, whose answer never
+			// arrived, gets the same successor; anything else means a copy
+			// exists elsewhere: revoke the family and refuse.
+			if tok.ReplacedBy != "" && now.Sub(*tok.UsedAt) <= grace {
+				succ, err := load(tx, tok.ReplacedBy)
+				if err != nil {
+					return err
+				}
+				if succ != nil && succ.UsedAt == nil && succ.RevokedAt == nil {
+					issued = domain.RefreshToken{JTI: succ.JTI, Family: succ.Family, DeviceID: succ.DeviceID, IssuedAt: succ.IssuedAt.UTC(), ExpiresAt: succ.ExpiresAt.UTC()}
+					return nil
+				}
+			}
+			outcome = domain.ErrRefreshReused
+			return revokeFamily(tx, tok.Family)
+		}
+		res := tx.Exec(`UPDATE refresh_tokens SET used_at = ?, replaced_by = ? WHERE jti = ? AND used_at IS NULL`, now.UTC(), next.JTI, jti)
 		if res.Error != nil {
 			return translate(res.Error)
 		}
 		if res.RowsAffected != 1 {
 			outcome = domain.ErrRefreshReused
-			return tx.Exec(`UPDATE refresh_tokens SET revoked_at = ? WHERE family = ? AND revoked_at IS NULL`, now.UTC(), tok.Family).Error
+			return revokeFamily(tx, tok.Family)
 		}
 		next.Family, next.DeviceID = tok.Family, tok.DeviceID
 		if err := insertRefresh(tx, next); err != nil {
 			return err
 		}
-		out = devs[0].device()
+		issued = next
 		return nil
 	})
 	if err != nil {
-		return domain.Device{}, fmt.Errorf("store: rotate refresh token: %w", translate(err))
+		return domain.Device{}, domain.RefreshToken{}, fmt.Errorf("store: rotate refresh token: %w", translate(err))
 	}
 	if outcome != nil {
-		return domain.Device{}, outcome
+		return domain.Device{}, domain.RefreshToken{}, outcome
 	}
-	return out, nil
+	return out, issued, nil
 }
 
 // RevokeDevice revokes a device and every refresh token it holds.

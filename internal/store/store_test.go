@@ -96,3 +96,40 @@ func TestPruneSeenForgetsOnlyOldChangeIDs(t *testing.T) {
 		}
 	})
 }
+
+func TestRefreshRotationRetryAndReuse(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, db dbtest.DB) {
+		ctx := context.Background()
+		s := db.Store
+		now := time.Now().UTC().Truncate(time.Second)
+		if err := s.AddEnrollmentCode(ctx, domain.EnrollmentCode{Hash: "h1", Unit: "KEN-3", Contingent: "KEN", CreatedAt: now, ExpiresAt: now.Add(time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+		tok := func(jti string) domain.RefreshToken {
+			return domain.RefreshToken{JTI: jti, Family: "fam", DeviceID: "dev-1", IssuedAt: now, ExpiresAt: now.Add(24 * time.Hour)}
+		}
+		if _, err := s.Enroll(ctx, "h1", domain.Device{ID: "dev-1"}, tok("r1"), now); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Enroll(ctx, "h1", domain.Device{ID: "dev-2"}, tok("x"), now); domain.ErrorCode(err) != domain.CodeUnauthorized {
+			t.Fatalf("a used code enrolled again: %v", err)
+		}
+		grace := time.Minute
+		_, got, err := s.RotateRefresh(ctx, "r1", tok("r2"), now, grace)
+		if err != nil || got.JTI != "r2" || got.Family != "fam" {
+			t.Fatalf("rotate r1: %+v %v", got, err)
+		}
+		// A retry within the grace gets r2 again.
+		_, got, err = s.RotateRefresh(ctx, "r1", tok("r2-bis"), now.Add(10*time.Second), grace)
+		if err != nil || got.JTI != "r2" {
+			t.Fatalf("retry of r1: %+v %v, want r2 again", got, err)
+		}
+		// Past the grace, r1 again is a reuse: the family is revoked.
+		if _, _, err = s.RotateRefresh(ctx, "r1", tok("r3"), now.Add(2*time.Minute), grace); err != domain.ErrRefreshReused {
+			t.Fatalf("late reuse of r1: %v, want reused", err)
+		}
+		if _, _, err = s.RotateRefresh(ctx, "r2", tok("r4"), now.Add(2*time.Minute), grace); err != domain.ErrRefreshInvalid {
+			t.Fatalf("r2 after the family was revoked: %v, want invalid", err)
+		}
+	})
+}
