@@ -401,12 +401,14 @@ func TestThreeServersOnOnePostgreSQLMissNoChange(t *testing.T) {
 	var mu sync.Mutex
 	committed := map[string]bool{}
 	errs := make(chan error, pushers)
+	devTokens := make([]string, pushers)
 	for p := 0; p < pushers; p++ {
 		node := fmt.Sprintf("dev-%d", p)
 		tok, err := ring.Issue(domain.Identity{Subject: node, Role: domain.RoleDevice, Unit: "KEN-3", Contingent: "KEN"}, time.Hour)
 		if err != nil {
 			t.Fatal(err)
 		}
+		devTokens[p] = tok
 		wg.Add(1)
 		go func(p int) {
 			defer wg.Done()
@@ -523,6 +525,39 @@ func TestThreeServersOnOnePostgreSQLMissNoChange(t *testing.T) {
 		}
 	}
 	t.Logf("%d records over 3 instances, %d pulls", len(committed), i)
+
+	// Revoking a device on one instance stops it on all three within a
+	// second.
+	req, _ := http.NewRequest("POST", bases[0]+"/v1/devices/dev-0/revoke", nil)
+	req.Header.Set("Authorization", "Bearer "+admin)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("revoke dev-0 = %d", resp.StatusCode)
+	}
+	revokedAt := time.Now()
+	for k, base := range bases {
+		for {
+			req, _ := http.NewRequest("GET", base+"/v1/sync/pull?limit=1", nil)
+			req.Header.Set("Authorization", "Bearer "+devTokens[0])
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode == 401 {
+				break
+			}
+			if time.Since(revokedAt) > time.Second {
+				t.Fatalf("instance %d still serves the revoked device after 1 s (%d)", k, resp.StatusCode)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	t.Logf("all three instances refused the revoked device within %v", time.Since(revokedAt).Round(time.Millisecond))
 }
 
 // Every route the server registers is in openapi.yaml, and every path of
