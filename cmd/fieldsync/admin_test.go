@@ -61,3 +61,13 @@ func TestTokenMintsAVerifiableTokenAfterKeyRotation(t *testing.T) {
 		t.Fatalf("minted token verifies as %+v, %v", id, err)
 	}
 }
+
+func TestSimCommandReportsConvergence(t *testing.T) {
+	out, err := runCLI(t, map[string]string{}, "sim", "-devices", "4", "-units", "2", "-edits", "25", "-seed", "3", "-faults", "0.2")
+	if err != nil {
+		t.Fatalf("sim: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, "seed 3") || !strings.Contains(out, "divergent 0, missing 0, pending 0") || !strings.Contains(out, "OK:") {
+		t.Fatalf("sim report:\n%s", out)
+	}
+}
