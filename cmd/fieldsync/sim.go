@@ -25,12 +25,14 @@ func simCmd(ctx context.Context, args []string, getenv func(string) string, stdo
 	var devices, units, edits *int
 	var seed *uint64
 	var faults *float64
+	var scenario *string
 	fs, cfg, err := adminFlags("fieldsync sim", getenv, stderr, func(fs *flag.FlagSet) {
 		devices = fs.Int("devices", 20, "simulated devices")
 		units = fs.Int("units", 4, "units they belong to")
 		edits = fs.Int("edits", 100, "edits per device")
 		seed = fs.Uint64("seed", uint64(time.Now().UnixNano()), "seed of the run (printed, to reproduce it)")
 		faults = fs.Float64("faults", 0.1, "share of requests the proxy disturbs (0..1)")
+		scenario = fs.String("scenario", "", `"week-offline": one device back after 7 days with 2,000 edits over 64 kbit/s, 800 ms round trips, cut every 64 KiB`)
 	})
 	if err != nil {
 		return err
@@ -52,7 +54,15 @@ func simCmd(ctx context.Context, args []string, getenv func(string) string, stdo
 	cfg.Addr = "127.0.0.1:0"
 	cfg.AutoMigrate = true
 	cfg.RateLimitDevice, cfg.RateLimitSupervisor = 0, 0 // a simulation is a flood by design
-	return runSim(ctx, *cfg, sim.Config{Devices: *devices, Units: *units, Edits: *edits, Seed: *seed, Faults: *faults, Dir: dir}, stdout)
+	sc := sim.Config{Devices: *devices, Units: *units, Edits: *edits, Seed: *seed, Faults: *faults, Dir: dir}
+	switch *scenario {
+	case "":
+	case "week-offline":
+		sc.Scenario = *scenario
+	default:
+		return fmt.Errorf("unknown -scenario %q", *scenario)
+	}
+	return runSim(ctx, *cfg, sc, stdout)
 }
 
 func runSim(ctx context.Context, cfg config.Config, sc sim.Config, stdout io.Writer) error {
@@ -83,6 +93,26 @@ func runSim(ctx context.Context, cfg config.Config, sc sim.Config, stdout io.Wri
 	sc.Upstream, sc.ReaderToken = upstream, reader
 	sc.Token = func(device, unit string) (string, error) {
 		return m.keyring.Issue(domain.Identity{Subject: device, Role: domain.RoleDevice, Unit: unit, Contingent: "SIM"}, 24*time.Hour)
+	}
+	if sc.Scenario == "week-offline" {
+		shaped := sim.NewProxy(upstream, 0, sc.Seed)
+		shaped.Bandwidth, shaped.Latency, shaped.CutEvery = 8000, 800*time.Millisecond, 64<<10
+		front := httptest.NewServer(shaped)
+		defer front.Close()
+		fmt.Fprintf(stdout, "fieldsync sim -scenario week-offline: one device back after 7 days with 2,000 edits; 64 kbit/s, 800 ms round trip, cut every 64 KiB; %d peers; seed %d\n", max(sc.Devices, 2)-1, sc.Seed)
+		rep, err := sim.WeekOffline(ctx, sc, front.URL, shaped, 2000)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "returning device: %d edits synced in %s, %d bytes on the wire (%d sent: %.0f%% of %d uncompressed; %d received), %.0f bytes per change, %d transfers cut\n",
+			rep.OfflineEdits, rep.SyncTime.Round(time.Millisecond), rep.Bytes, rep.BytesSent, 100*float64(rep.BytesSent)/float64(max(rep.BytesRaw, 1)), rep.BytesRaw, rep.BytesRecv,
+			float64(rep.Bytes)/float64(max(rep.OfflineEdits, 1)), rep.CutBefore+rep.CutAfter)
+		fmt.Fprintln(stdout, &rep.Report)
+		if !rep.OK() {
+			return fmt.Errorf("sim: divergence or loss: divergent %v, missing %v, pending %d, rejected %d", rep.Divergent, rep.Missing, rep.Pending, rep.Rejected)
+		}
+		fmt.Fprintln(stdout, "OK: every device holds the server's state for its scope; nothing pending, nothing refused")
+		return nil
 	}
 	fmt.Fprintf(stdout, "fieldsync sim: %d devices, %d units, %d edits each, faults %.0f%%, seed %d\n", sc.Devices, sc.Units, sc.Edits, sc.Faults*100, sc.Seed)
 	rep, err := sim.Run(ctx, sc, front.URL, proxy)

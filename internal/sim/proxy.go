@@ -31,9 +31,15 @@ type Proxy struct {
 	Upstream string
 	Rate     float64
 	Faults   Faults
-	client   *http.Client
-	mu       sync.Mutex
-	rng      *rand.Rand
+	// Link shaping (zero values: none). Bandwidth is bytes per second each
+	// way, Latency the round trip, CutEvery the bytes after which a
+	// transfer is cut (a link that drops long transfers).
+	Bandwidth int
+	Latency   time.Duration
+	CutEvery  int
+	client    *http.Client
+	mu        sync.Mutex
+	rng       *rand.Rand
 }
 
 // NewProxy returns a proxy to upstream with a seeded fault generator.
@@ -83,6 +89,15 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		cut(w)
 		return
 	}
+	// A shaped link: half the round trip and the transfer time each way;
+	// a transfer longer than CutEvery is cut once that much has gone.
+	if p.CutEvery > 0 && len(body) > p.CutEvery {
+		p.wait(p.CutEvery, true)
+		p.Faults.CutBefore.Add(1)
+		cut(w)
+		return
+	}
+	p.wait(len(body), true)
 	fault, delay := p.draw()
 	switch fault {
 	case 1:
@@ -111,6 +126,13 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case 0:
 		p.Faults.Passed.Add(1)
 	}
+	if p.CutEvery > 0 && len(rb) > p.CutEvery {
+		p.wait(p.CutEvery, false)
+		p.Faults.CutAfter.Add(1)
+		cut(w)
+		return
+	}
+	p.wait(len(rb), true)
 	for k, vs := range resp.Header {
 		for _, v := range vs {
 			w.Header().Add(k, v)
@@ -118,4 +140,19 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	w.WriteHeader(resp.StatusCode)
 	_, _ = w.Write(rb)
+}
+
+// wait sleeps for n bytes at the link's bandwidth, plus half the round trip
+// when withLatency.
+func (p *Proxy) wait(n int, withLatency bool) {
+	var d time.Duration
+	if withLatency {
+		d += p.Latency / 2
+	}
+	if p.Bandwidth > 0 {
+		d += time.Duration(int64(n) * int64(time.Second) / int64(p.Bandwidth))
+	}
+	if d > 0 {
+		time.Sleep(d)
+	}
 }

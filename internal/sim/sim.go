@@ -26,6 +26,7 @@ type Config struct {
 	Seed     uint64  // makes a run reproducible (the server's timing aside)
 	Faults   float64 // share of requests the proxy disturbs (default 0.1)
 	Dir      string  // where device replicas live
+	Scenario string  // "" or "week-offline" (for the command)
 	Upstream string  // the server's base URL
 	// Token returns a device token for a device of a unit, and ReaderToken
 	// a token that reads every record whole, identities included (a
@@ -37,7 +38,7 @@ type Config struct {
 // Report is what a run did and found.
 type Report struct {
 	Edits, Pushed, Rejected, Pulled, Retries int
-	BytesSent, BytesRecv                     int
+	BytesSent, BytesRecv, BytesRaw           int
 	CutBefore, CutAfter, Duplicated, Delayed int64
 	Records                                  int
 	Divergent                                []string // records a device holds differently from the server
@@ -53,10 +54,10 @@ func (r *Report) OK() bool {
 
 func (r *Report) String() string {
 	return fmt.Sprintf("edits %d, changes pushed %d (rejected %d), records pulled %d, retries %d, "+
-		"faults: cut before %d, cut after %d, duplicated %d, delayed %d; bytes sent %d, received %d; "+
+		"faults: cut before %d, cut after %d, duplicated %d, delayed %d; bytes sent %d (%.0f%% of %d uncompressed), received %d; "+
 		"records %d, divergent %d, missing %d, pending %d; wall %s",
 		r.Edits, r.Pushed, r.Rejected, r.Pulled, r.Retries, r.CutBefore, r.CutAfter, r.Duplicated, r.Delayed,
-		r.BytesSent, r.BytesRecv, r.Records, len(r.Divergent), len(r.Missing), r.Pending, r.Wall.Round(time.Millisecond))
+		r.BytesSent, pct(r.BytesSent, r.BytesRaw), r.BytesRaw, r.BytesRecv, r.Records, len(r.Divergent), len(r.Missing), r.Pending, r.Wall.Round(time.Millisecond))
 }
 
 type device struct {
@@ -107,6 +108,7 @@ func Run(ctx context.Context, cfg Config, proxyURL string, proxy *Proxy) (*Repor
 		rep.Retries += st.Retries
 		rep.BytesSent += st.BytesSent
 		rep.BytesRecv += st.BytesRecv
+		rep.BytesRaw += st.BytesRaw
 	}
 	statuses := []string{"planned", "active", "cancelled", "completed"}
 	corridor := []string{"open", "restricted", "closed"}
@@ -174,6 +176,13 @@ func Run(ctx context.Context, cfg Config, proxyURL string, proxy *Proxy) (*Repor
 	}
 	rep.Wall = time.Since(start)
 	return rep, nil
+}
+
+func pct(a, b int) float64 {
+	if b == 0 {
+		return 0
+	}
+	return 100 * float64(a) / float64(b)
 }
 
 func jsonString(s string) []byte { return []byte(strconv.Quote(s)) }

@@ -64,6 +64,7 @@ type Client struct {
 	policies merge.Registry
 	syncMu   sync.Mutex
 	batch    int // current push batch size
+	page     int // current pull page size
 }
 
 const schema = `
@@ -117,7 +118,7 @@ func Open(path string, cfg Config) (*Client, error) {
 		db.Close()
 		return nil, fmt.Errorf("client: schema: %w", err)
 	}
-	c := &Client{cfg: cfg, db: db, policies: merge.Standard(), batch: cfg.MaxBatch}
+	c := &Client{cfg: cfg, db: db, policies: merge.Standard(), batch: cfg.MaxBatch, page: cfg.PageSize}
 	c.clock = hlc.NewClock(cfg.Device, cfg.Now, 60_000)
 	// The clock never runs behind what it issued before a restart.
 	if last, err := c.meta("hlc"); err == nil && last != "" {

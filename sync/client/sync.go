@@ -26,6 +26,9 @@ type Stats struct {
 	Retries   int // requests tried again
 	BytesSent int // request bodies on the wire (compressed)
 	BytesRecv int // response bodies on the wire
+	// BytesRaw is what the pushed changes weigh as uncompressed JSON, to
+	// set beside BytesSent.
+	BytesRaw int
 }
 
 // HTTPError is a response the client could not act on.
@@ -127,6 +130,7 @@ func (c *Client) pushBatch(ctx context.Context, batch []outboxRow, st *Stats) er
 	if err != nil {
 		return err
 	}
+	st.BytesRaw += buf.Len()
 	var resp pushResponse
 	status, err := c.do(ctx, http.MethodPost, "/v1/sync/push", body, &resp, st)
 	if err != nil {
@@ -212,13 +216,20 @@ func (c *Client) pullAll(ctx context.Context, st *Stats) error {
 			return err
 		}
 		q := url.Values{}
-		q.Set("limit", strconv.Itoa(c.cfg.PageSize))
+		q.Set("limit", strconv.Itoa(c.page))
 		if cursor != "" {
 			q.Set("cursor", cursor)
 		}
 		var page pullResponse
 		if _, err := c.do(ctx, http.MethodGet, "/v1/sync/pull?"+q.Encode(), nil, &page, st); err != nil {
+			// A link that cuts long downloads: ask for smaller pages.
+			if retryable(err) {
+				c.page = max(10, c.page/2)
+			}
 			return err
+		}
+		if c.page < c.cfg.PageSize {
+			c.page = min(c.cfg.PageSize, c.page*2)
 		}
 		tx, err := c.db.BeginTx(ctx, nil)
 		if err != nil {
