@@ -58,6 +58,7 @@ func WeekOffline(ctx context.Context, cfg Config, shapedURL string, shaped *Prox
 	}
 	defer back.c.Close()
 	rep := &WeekOfflineReport{}
+	begin := time.Now()
 	edit := func(d *device, i int) error {
 		var err error
 		switch rng.IntN(4) {
@@ -132,5 +133,6 @@ func WeekOffline(ctx context.Context, cfg Config, shapedURL string, shaped *Prox
 	}
 	rep.CutBefore, rep.CutAfter = shaped.Faults.CutBefore.Load(), shaped.Faults.CutAfter.Load()
 	rep.Edits = offlineEdits + 100*len(devs)
+	rep.Wall = time.Since(begin)
 	return rep, nil
 }
