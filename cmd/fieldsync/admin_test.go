@@ -19,6 +19,20 @@ func runCLI(t *testing.T, env map[string]string, args ...string) (string, error)
 	return out.String(), err
 }
 
+// preparedDB returns a migrated SQLite database with a signing key, as an
+// administrator leaves it before the first serve, and its environment.
+func preparedDB(t *testing.T) (string, map[string]string) {
+	t.Helper()
+	db := filepath.Join(t.TempDir(), "fieldsync.db")
+	env := map[string]string{"FIELDSYNC_DATABASE_URL": db}
+	for _, args := range [][]string{{"migrate"}, {"keys", "rotate"}} {
+		if _, err := runCLI(t, env, args...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return db, env
+}
+
 func TestTokenMintsAVerifiableTokenAfterKeyRotation(t *testing.T) {
 	env := map[string]string{"FIELDSYNC_DATABASE_URL": filepath.Join(t.TempDir(), "fieldsync.db")}
 	if _, err := runCLI(t, env, "token", "-role", "supervisor", "-sub", "sup-1"); err == nil {

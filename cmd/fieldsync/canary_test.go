@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -9,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -18,27 +16,6 @@ import (
 
 	"github.com/fieldsync/fieldsync/internal/config"
 )
-
-// canaryStartMain is startMain with the caller's logger.
-func canaryStartMain(t *testing.T, cfg config.Config, log *slog.Logger) (string, context.CancelFunc, <-chan error) {
-	t.Helper()
-	started := make(chan string, 1)
-	m := &Main{Config: cfg, Stdout: io.Discard, Logger: log, Started: started}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- m.Run(ctx) }()
-	select {
-	case addr := <-started:
-		return "http://" + addr, cancel, done
-	case err := <-done:
-		cancel()
-		t.Fatalf("serve: %v", err)
-	case <-time.After(30 * time.Second):
-		cancel()
-		t.Fatal("serve did not start in 30 s")
-	}
-	return "", cancel, done
-}
 
 // canaryPullAll pulls every page as c and returns the pages' bodies joined,
 // and the records.
@@ -104,13 +81,7 @@ func TestCanaryIdentitiesAndSecretsStayWhereTheyBelong(t *testing.T) {
 	// merged.
 	identity := []string{name, phone, addr, desc, sib, rej, held}
 
-	db := filepath.Join(t.TempDir(), "fieldsync.db")
-	env := map[string]string{"FIELDSYNC_DATABASE_URL": db}
-	for _, args := range [][]string{{"migrate"}, {"keys", "rotate"}} {
-		if _, err := runCLI(t, env, args...); err != nil {
-			t.Fatal(err)
-		}
-	}
+	db, env := preparedDB(t)
 	var secrets []string // every token and code: never in a log line
 	cli := func(args ...string) string {
 		t.Helper()
@@ -140,7 +111,7 @@ func TestCanaryIdentitiesAndSecretsStayWhereTheyBelong(t *testing.T) {
 	cfg.Addr = "127.0.0.1:0"
 	cfg.DatabaseURL = db
 	cfg.LogLevel = "debug"
-	base, stop, done := canaryStartMain(t, cfg, slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	base, stop, done := startMainLogging(t, cfg, io.Discard, slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	stopped := false
 	defer func() {
 		if !stopped {

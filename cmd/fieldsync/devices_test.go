@@ -179,13 +179,7 @@ func TestDeviceLifecycle(t *testing.T) {
 // A revocation made on one instance stops the device on another within a
 // second: the revocation cache is the only delay.
 func TestRevocationReachesEveryInstanceWithinASecond(t *testing.T) {
-	db := filepath.Join(t.TempDir(), "fieldsync.db")
-	env := map[string]string{"FIELDSYNC_DATABASE_URL": db}
-	for _, args := range [][]string{{"migrate"}, {"keys", "rotate"}} {
-		if _, err := runCLI(t, env, args...); err != nil {
-			t.Fatal(err)
-		}
-	}
+	db, env := preparedDB(t)
 	code, err := runCLI(t, env, "device", "enroll-code", "-unit", "KEN-3", "-contingent", "KEN")
 	if err != nil {
 		t.Fatal(err)

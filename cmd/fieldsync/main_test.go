@@ -130,8 +130,14 @@ func (c *client) doHeaders(method, path string, body []byte, header map[string]s
 // startMain runs a Main in this process on 127.0.0.1:0.
 func startMain(t *testing.T, cfg config.Config, stdout io.Writer) (string, context.CancelFunc, <-chan error) {
 	t.Helper()
+	return startMainLogging(t, cfg, stdout, slog.New(slog.NewTextHandler(io.Discard, nil)))
+}
+
+// startMainLogging is startMain with the caller's logger.
+func startMainLogging(t *testing.T, cfg config.Config, stdout io.Writer, log *slog.Logger) (string, context.CancelFunc, <-chan error) {
+	t.Helper()
 	started := make(chan string, 1)
-	m := &Main{Config: cfg, Stdout: stdout, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Started: started}
+	m := &Main{Config: cfg, Stdout: stdout, Logger: log, Started: started}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- m.Run(ctx) }()

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -12,13 +11,7 @@ import (
 // A partner whose token allows it posts corridor observations, and nothing
 // else; a partner without that permission posts nothing.
 func TestPartnerCorridorObservationsOnlyWhereTheTokenAllows(t *testing.T) {
-	db := filepath.Join(t.TempDir(), "fieldsync.db")
-	env := map[string]string{"FIELDSYNC_DATABASE_URL": db}
-	for _, args := range [][]string{{"migrate"}, {"keys", "rotate"}} {
-		if _, err := runCLI(t, env, args...); err != nil {
-			t.Fatal(err)
-		}
-	}
+	db, env := preparedDB(t)
 	observer, err := runCLI(t, env, "token", "-role", "partner", "-sub", "agency-obs-1", "-observe")
 	if err != nil {
 		t.Fatal(err)

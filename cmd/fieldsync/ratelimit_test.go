@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"io"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -14,13 +13,7 @@ import (
 // A device's rate limit holds across instances: two servers on one
 // database share the count.
 func TestRateLimitHoldsAcrossInstances(t *testing.T) {
-	db := filepath.Join(t.TempDir(), "fieldsync.db")
-	env := map[string]string{"FIELDSYNC_DATABASE_URL": db}
-	for _, args := range [][]string{{"migrate"}, {"keys", "rotate"}} {
-		if _, err := runCLI(t, env, args...); err != nil {
-			t.Fatal(err)
-		}
-	}
+	db, env := preparedDB(t)
 	tok, err := runCLI(t, env, "token", "-role", "device", "-sub", "dev-rl", "-unit", "KEN-3", "-contingent", "KEN")
 	if err != nil {
 		t.Fatal(err)

@@ -10,7 +10,6 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -81,13 +80,7 @@ func secTamper(t *testing.T, token, claim string, value any) string {
 // signed the same way passes, so each refusal is for the one thing its case
 // breaks.
 func TestSecurityCredentialsAreRefusedWith401(t *testing.T) {
-	db := filepath.Join(t.TempDir(), "fieldsync.db")
-	env := map[string]string{"FIELDSYNC_DATABASE_URL": db}
-	for _, args := range [][]string{{"migrate"}, {"keys", "rotate"}} {
-		if _, err := runCLI(t, env, args...); err != nil {
-			t.Fatal(err)
-		}
-	}
+	db, env := preparedDB(t)
 	enrollCode := func(ttl string) string {
 		t.Helper()
 		out, err := runCLI(t, env, "device", "enroll-code", "-unit", "KEN-3", "-contingent", "KEN", "-ttl", ttl)
@@ -428,13 +421,7 @@ func TestSecurityCredentialsAreRefusedWith401(t *testing.T) {
 // must mean no leeway: a token expired ten seconds ago, or valid only ten
 // seconds from now, is refused.
 func TestSecurityZeroTokenLeewayToleratesNoSkew(t *testing.T) {
-	db := filepath.Join(t.TempDir(), "fieldsync.db")
-	env := map[string]string{"FIELDSYNC_DATABASE_URL": db}
-	for _, args := range [][]string{{"migrate"}, {"keys", "rotate"}} {
-		if _, err := runCLI(t, env, args...); err != nil {
-			t.Fatal(err)
-		}
-	}
+	db, _ := preparedDB(t)
 	s, err := store.Open(context.Background(), db, store.Options{})
 	if err != nil {
 		t.Fatal(err)

@@ -70,16 +70,24 @@ func BenchmarkPush(b *testing.B) {
 	})
 }
 
+// seed5000 pushes 5,000 patrol logs of one device, the data set both read
+// benchmarks page through.
+func seed5000(b *testing.B, db dbtest.DB) (*syncer.Service, domain.Identity) {
+	b.Helper()
+	s := newBenchService(b, db)
+	dev := device("dev-bench", "KEN-3")
+	for i := 0; i < 50; i++ {
+		if _, err := s.Push(context.Background(), dev, logBatch("dev-bench", fmt.Sprintf("l%d", i), 100)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return s, dev
+}
+
 // BenchmarkPull measures an initial sync of 5,000 records in pages of 500.
 func BenchmarkPull(b *testing.B) {
 	eachDB(b, func(b *testing.B, db dbtest.DB) {
-		s := newBenchService(b, db)
-		dev := device("dev-bench", "KEN-3")
-		for i := 0; i < 50; i++ {
-			if _, err := s.Push(context.Background(), dev, logBatch("dev-bench", fmt.Sprintf("l%d", i), 100)); err != nil {
-				b.Fatal(err)
-			}
-		}
+		s, dev := seed5000(b, db)
 		b.ResetTimer()
 		records := 0
 		for i := 0; i < b.N; i++ {
@@ -149,13 +157,7 @@ func BenchmarkRawUpsert(b *testing.B) {
 // read in pages of 500 by key, state bytes only.
 func BenchmarkRawRead(b *testing.B) {
 	eachDB(b, func(b *testing.B, db dbtest.DB) {
-		s := newBenchService(b, db)
-		dev := device("dev-bench", "KEN-3")
-		for i := 0; i < 50; i++ {
-			if _, err := s.Push(context.Background(), dev, logBatch("dev-bench", fmt.Sprintf("l%d", i), 100)); err != nil {
-				b.Fatal(err)
-			}
-		}
+		seed5000(b, db)
 		b.ResetTimer()
 		records := 0
 		for i := 0; i < b.N; i++ {
