@@ -387,6 +387,79 @@ func (w *authzWorld) seed() {
 			"occurred_at": now, "text": "checkpoint passed"}),
 	)
 	w.mustApply("JAM-1 seed", status, res)
+	// A conflict on the KEN-3 log (a second KEN-3 device writes its route
+	// without having seen the first's), and a refused change of each
+	// contingent for the dead-letter list.
+	w.conflictOn(w.logKEN3)
+	w.push(w.callers[colDevKEN3], w.changeWithID("authz-rejected-KEN", k3, "patrol_logs", uuid.NewString(), map[string]any{"unit": "KEN-3", "status": "flying"}))
+	w.push(w.devJAM.c, w.changeWithID("authz-rejected-JAM", jam, "patrol_logs", uuid.NewString(), map[string]any{"unit": "JAM-1", "status": "flying"}))
+}
+
+// changeWithID is change with a given change id.
+func (w *authzWorld) changeWithID(changeID, node, collection, id string, fields map[string]any) json.RawMessage {
+	var m map[string]any
+	if err := json.Unmarshal(w.change(node, collection, id, fields), &m); err != nil {
+		w.t.Fatal(err)
+	}
+	m["change_id"] = changeID
+	b, _ := json.Marshal(m)
+	return b
+}
+
+// conflictOn makes the KEN-3 log id disputed: the second KEN-3 device
+// writes its route concurrently with the first's, and returns the
+// conflict's id.
+func (w *authzWorld) conflictOn(logID string) string {
+	w.t.Helper()
+	r := w.refresher
+	status, res := w.push(r.c, w.change(r.id, "patrol_logs", logID, map[string]any{"unit": "KEN-3", "status": "active", "route": "RN1 south " + uuid.NewString()[:4]}))
+	if status != 200 || res[0].Status != "merged" {
+		w.t.Fatalf("concurrent route: %d %+v", status, res)
+	}
+	var list struct {
+		Conflicts []struct {
+			ID       string `json:"id"`
+			RecordID string `json:"record_id"`
+		} `json:"conflicts"`
+	}
+	status, body := w.callers[colAdmin].do("GET", "/v1/conflicts?status=open&limit=500", nil, nil)
+	if err := json.Unmarshal(body, &list); status != 200 || err != nil {
+		w.t.Fatalf("conflicts = %d %v", status, err)
+	}
+	for _, c := range list.Conflicts {
+		if c.RecordID == logID {
+			return c.ID
+		}
+	}
+	w.t.Fatalf("no conflict on %s", logID)
+	return ""
+}
+
+// freshKEN3Log creates a KEN-3 patrol log and returns its id.
+func (w *authzWorld) freshKEN3Log() string {
+	id := uuid.NewString()
+	status, res := w.push(w.callers[colDevKEN3], w.change(w.nodes[colDevKEN3], "patrol_logs", id, map[string]any{"unit": "KEN-3", "status": "active", "route": "RN1 north"}))
+	w.mustApply("fresh KEN-3 log", status, res)
+	return id
+}
+
+// listCell names which of the marks (label -> string in the body) a GET
+// of path shows the caller.
+func (w *authzWorld) listCell(col authzCol, path string, marks [][2]string) string {
+	status, body := w.callers[col].do("GET", path, nil, nil)
+	if status != 200 {
+		return strconv.Itoa(status)
+	}
+	var seen []string
+	for _, m := range marks {
+		if bytes.Contains(body, []byte(m[1])) {
+			seen = append(seen, m[0])
+		}
+	}
+	if len(seen) == 0 {
+		return "none"
+	}
+	return strings.Join(seen, ", ")
 }
 
 func (w *authzWorld) mustApply(what string, status int, res []authzPushResult) {
@@ -770,6 +843,53 @@ func (w *authzWorld) rows() []authzRow {
 		{"GET /v1/sync/pull", "cursor an admin got after the feed's first record",
 			pullWant("own scope only", "own scope only", "own scope only", "own scope only", "own scope only", "own scope only", "own scope only"),
 			w.cursorCell},
+
+		{"GET /v1/patrol-logs", "which seeded logs are listed", pullWant("403", "403", "KEN-3", "JAM-1", "KEN-3, JAM-1", "403", "KEN-3, JAM-1"),
+			func(col authzCol) string {
+				return w.listCell(col, "/v1/patrol-logs?limit=500", [][2]string{{"KEN-3", w.logKEN3}, {"JAM-1", w.logJAM}})
+			}},
+		{"POST /v1/patrol-logs/{id}/sign-off", "a fresh KEN-3 log", pullWant("403", "403", "200", "404", "200", "403", "403"),
+			func(col authzCol) string {
+				status, _ := w.callers[col].do("POST", "/v1/patrol-logs/"+w.freshKEN3Log()+"/sign-off", nil, nil)
+				return strconv.Itoa(status)
+			}},
+		{"GET /v1/records/{collection}/{id}/history", "the KEN-3 community contact (identity fields)",
+			pullWant("403", "403", "200, with identity", "404", "200, with identity", "403", "200, identity removed"),
+			func(col authzCol) string {
+				status, body := w.callers[col].do("GET", "/v1/records/patrol_entries/"+w.contactKEN3+"/history", nil, nil)
+				switch {
+				case status != 200:
+					return strconv.Itoa(status)
+				case bytes.Contains(body, []byte(authzCanaryName)) && bytes.Contains(body, []byte(authzCanaryPhone)):
+					return "200, with identity"
+				case bytes.Contains(body, []byte(authzCanaryName)) || bytes.Contains(body, []byte(authzCanaryPhone)):
+					return "200, identity partly removed"
+				}
+				return "200, identity removed"
+			}},
+		{"GET /v1/records/{collection}/{id}/history", "the JAM-1 log", pullWant("403", "403", "404", "200", "200", "403", "200"),
+			get("/v1/records/patrol_logs/" + w.logJAM + "/history")},
+		{"GET /v1/conflicts", "which seeded conflicts are listed", pullWant("403", "403", "KEN-3 log, corridor", "corridor", "KEN-3 log, corridor", "403", "KEN-3 log, corridor"),
+			func(col authzCol) string {
+				return w.listCell(col, "/v1/conflicts?limit=500", [][2]string{{"KEN-3 log", `"record_id":"` + w.logKEN3 + `"`}, {"corridor", `"record_id":"` + w.corridor + `"`}})
+			}},
+		{"GET /v1/conflicts/{id}", "a conflict on a KEN-3 log", pullWant("403", "403", "200", "404", "200", "403", "200"),
+			func(col authzCol) string {
+				status, _ := w.callers[col].do("GET", "/v1/conflicts/"+w.conflictOn(w.logKEN3), nil, nil)
+				return strconv.Itoa(status)
+			}},
+		{"POST /v1/conflicts/{id}/resolve", "keep, on a fresh conflict of a KEN-3 log", pullWant("403", "403", "200", "404", "200", "403", "403"),
+			func(col authzCol) string {
+				id := w.conflictOn(w.freshKEN3Log())
+				status, _ := w.callers[col].do("POST", "/v1/conflicts/"+id+"/resolve", []byte(`{"choice":"keep","reason":"authz matrix"}`), nil)
+				return strconv.Itoa(status)
+			}},
+		{"GET /v1/rejections", "which seeded refused changes are listed", pullWant("403", "403", "KEN-3", "JAM-1", "KEN-3, JAM-1", "403", "KEN-3, JAM-1"),
+			func(col authzCol) string {
+				return w.listCell(col, "/v1/rejections?limit=500", [][2]string{{"KEN-3", "authz-rejected-KEN"}, {"JAM-1", "authz-rejected-JAM"}})
+			}},
+		{"GET /v1/reports/corridors", "a day's report", pullWant("403", "403", "200", "200", "200", "403", "200"),
+			get("/v1/reports/corridors?from=2026-11-01&to=2026-11-02")},
 
 		{"POST /v1/devices/{id}/revoke", "a device of contingent KEN", revokeWant(revoked, notFound),
 			func(col authzCol) string { return w.revokeCell(col, "KEN-5", "KEN") }},

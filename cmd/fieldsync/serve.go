@@ -17,6 +17,7 @@ import (
 	"github.com/fieldsync/fieldsync/internal/auth"
 	"github.com/fieldsync/fieldsync/internal/config"
 	"github.com/fieldsync/fieldsync/internal/domain"
+	"github.com/fieldsync/fieldsync/internal/review"
 	"github.com/fieldsync/fieldsync/internal/store"
 	"github.com/fieldsync/fieldsync/internal/syncer"
 	"github.com/fieldsync/fieldsync/sync/hlc"
@@ -176,6 +177,8 @@ func (m *Main) Run(ctx context.Context) error {
 		Devices:     devices,
 		RateCounter: m.store,
 		Holder:      svc,
+		Review:      review.New(m.store, m.store.Get, time.Now, cfg.CorridorMaxAge),
+		Decisions:   svc,
 		JWKS:        keyring.JWKS,
 		Ready:       m.ready(),
 		OpenAPI:     fieldsync.OpenAPI,

@@ -117,6 +117,10 @@ type Deps struct {
 	// Devices enrols, refreshes and revokes devices; nil answers those
 	// routes with 404.
 	Devices DeviceService
+	// Review serves the supervisors' reads and Decisions their
+	// resolutions and sign-offs; nil answers those routes with 404.
+	Review    ReviewReader
+	Decisions ReviewWriter
 	// OpenAPI is the spec served at /openapi.yaml; empty serves 404.
 	OpenAPI []byte
 	// Logger receives the access log and internal errors; nil means
@@ -155,6 +159,14 @@ func Routes() []Route {
 		{fiber.MethodPost, "/v1/sync/push"},
 		{fiber.MethodGet, "/v1/sync/pull"},
 		{fiber.MethodPost, "/v1/devices/{id}/revoke"},
+		{fiber.MethodGet, "/v1/patrol-logs"},
+		{fiber.MethodPost, "/v1/patrol-logs/{id}/sign-off"},
+		{fiber.MethodGet, "/v1/records/{collection}/{id}/history"},
+		{fiber.MethodGet, "/v1/conflicts"},
+		{fiber.MethodGet, "/v1/conflicts/{id}"},
+		{fiber.MethodPost, "/v1/conflicts/{id}/resolve"},
+		{fiber.MethodGet, "/v1/rejections"},
+		{fiber.MethodGet, "/v1/reports/corridors"},
 	}
 }
 
@@ -209,6 +221,14 @@ func New(cfg Config, deps Deps) *fiber.App {
 	v1.Post("/sync/push", s.push)
 	v1.Get("/sync/pull", s.pull)
 	v1.Post("/devices/:id/revoke", s.revoke)
+	v1.Get("/patrol-logs", s.patrolLogs)
+	v1.Post("/patrol-logs/:id/sign-off", s.signOff)
+	v1.Get("/records/:collection/:id/history", s.history)
+	v1.Get("/conflicts", s.conflicts)
+	v1.Get("/conflicts/:id", s.conflict)
+	v1.Post("/conflicts/:id/resolve", s.resolve)
+	v1.Get("/rejections", s.rejections)
+	v1.Get("/reports/corridors", s.corridorReport)
 	return app
 }
 

@@ -207,6 +207,10 @@ type PushWrites struct {
 	Conflicts   []ConflictReport
 	Settlements []Settlement
 	Rejections  []Rejection
+	// Resolutions close conflicts as a supervisor decided, after the
+	// settlements (a resolution's own server change settles its field
+	// first; the resolution then records who decided and why).
+	Resolutions []Resolution
 }
 
 // PushTx is the store's side of one push transaction.
@@ -220,6 +224,9 @@ type PushTx interface {
 	// Prior returns what node wrote to the record at counter dot, nil when
 	// the history holds nothing there.
 	Prior(ctx context.Context, key Key, node vv.NodeID, dot uint64) (*merge.Change, error)
+	// Conflict reads a conflict inside the transaction (after Lock of its
+	// record, it cannot change under the caller); nil when there is none.
+	Conflict(ctx context.Context, id string) (*StoredConflict, error)
 	// Write commits nothing yet: it stages the push's writes; the
 	// transaction commits when the function given to Push returns nil.
 	Write(ctx context.Context, w PushWrites) error

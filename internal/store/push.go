@@ -245,6 +245,13 @@ func (t *pushTx) Write(ctx context.Context, w domain.PushWrites) error {
 			return fmt.Errorf("store: settle conflict: %w", translate(err))
 		}
 	}
+	for _, r := range w.Resolutions {
+		res := tx.Exec(`UPDATE conflicts SET status = 'resolved', resolution = ?, reason = ?, resolved_by = ?, resolved_at = ?, updated_at = ?
+			WHERE id = ?`, r.Choice, r.Reason, r.By, r.At, r.At, r.ConflictID)
+		if res.Error != nil {
+			return fmt.Errorf("store: resolve conflict: %w", translate(res.Error))
+		}
+	}
 	if len(w.Rejections) > 0 {
 		rows := make([][]any, len(w.Rejections))
 		for i, r := range w.Rejections {
@@ -258,19 +265,10 @@ func (t *pushTx) Write(ctx context.Context, w domain.PushWrites) error {
 	return nil
 }
 
-// ConflictValue is one competing value of a stored conflict, as the review
-// API shows it.
-type ConflictValue struct {
-	Value json.RawMessage `json:"value"`
-	Node  string          `json:"node"`
-	HLC   string          `json:"hlc"`
-	Dot   uint64          `json:"dot"`
-}
-
-func conflictValues(ws []merge.Write) []ConflictValue {
-	out := make([]ConflictValue, len(ws))
+func conflictValues(ws []merge.Write) []domain.ConflictValue {
+	out := make([]domain.ConflictValue, len(ws))
 	for i, w := range ws {
-		out[i] = ConflictValue{Value: json.RawMessage(w.Value), Node: string(w.Node()), HLC: w.HLC.String(), Dot: w.Dot}
+		out[i] = domain.ConflictValue{Value: json.RawMessage(w.Value), Node: string(w.Node()), HLC: w.HLC.String(), Dot: w.Dot}
 	}
 	return out
 }
