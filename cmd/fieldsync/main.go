@@ -46,6 +46,9 @@ usage:
                              mint a token for tooling, printed to standard output
   fieldsync device enroll-code -unit U [-contingent C] [-ttl 24h]
                              a one-time code a device exchanges at POST /v1/devices/enroll
+  fieldsync audit verify [-checkpoint FILE]... [-jwks FILE]
+                             recompute the audit chain and check the record history against it
+  fieldsync audit checkpoint print a signed head of the audit chain, to keep off the server
   fieldsync sim [-devices 20 -edits 100 -faults 0.1 -seed N]
                              simulated devices through a faulty link; checks convergence
   fieldsync version          print the version
@@ -79,6 +82,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return tokenCmd(ctx, args[1:], getenv, stdout, stderr)
 	case "device":
 		return deviceCmd(ctx, args[1:], getenv, stdout, stderr)
+	case "audit":
+		return auditCmd(ctx, args[1:], getenv, stdout, stderr)
 	case "sim":
 		return simCmd(ctx, args[1:], getenv, stdout, stderr)
 	case "version":

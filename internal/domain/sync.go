@@ -211,6 +211,21 @@ type PushWrites struct {
 	// settlements (a resolution's own server change settles its field
 	// first; the resolution then records who decided and why).
 	Resolutions []Resolution
+	// Audit, when set, is the audit entry of the whole write: the store
+	// adds to its detail every version, rejection and closed conflict it
+	// commits, and appends it to the chain in the same transaction.
+	Audit *AuditEvent
+}
+
+// AuditEvent is one entry of the audit trail, appended in the transaction
+// of the event it records.
+type AuditEvent struct {
+	Kind    string // push, resolve, sign_off, enroll, revoke, key_rotate
+	Actor   string // who: a device, supervisor or administrator id
+	Subject string // what: a conflict, record, device or key id ("" for a push)
+	At      time.Time
+	Extra   map[string]any // further detail (strings and numbers)
+	Detail  []byte         // set by the store
 }
 
 // PushTx is the store's side of one push transaction.

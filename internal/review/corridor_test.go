@@ -19,7 +19,9 @@ import (
 
 var day = time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC)
 
-func at(h, m int) time.Time { return day.Add(time.Duration(h)*time.Hour + time.Duration(m)*time.Minute) }
+func at(h, m int) time.Time {
+	return day.Add(time.Duration(h)*time.Hour + time.Duration(m)*time.Minute)
+}
 
 func hoursOf(h review.CorridorHours) [4]float64 {
 	return [4]float64{h.Open.Hours(), h.Restricted.Hours(), h.Closed.Hours(), h.Unverified.Hours()}

@@ -68,7 +68,8 @@ func (s *Store) Enroll(ctx context.Context, codeHash string, dev domain.Device, 
 			return err
 		}
 		out = dev
-		return nil
+		return appendAudit(tx, s.dialect, domain.AuditEvent{Kind: "enroll", Actor: dev.ID, Subject: dev.ID, At: now,
+			Detail: marshalDetail(map[string]string{"unit": dev.Unit, "contingent": dev.Contingent})})
 	})
 	if err != nil {
 		var de *domain.Error
@@ -204,7 +205,8 @@ func (s *Store) RevokeDevice(ctx context.Context, id, by string, now time.Time) 
 			return domain.Errorf(domain.CodeNotFound, "no device %q", id)
 		}
 		out = devs[0].device()
-		return nil
+		return appendAudit(tx, s.dialect, domain.AuditEvent{Kind: "revoke", Actor: by, Subject: id, At: now,
+			Detail: marshalDetail(map[string]string{"unit": out.Unit, "contingent": out.Contingent})})
 	})
 	if err != nil {
 		var de *domain.Error

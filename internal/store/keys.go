@@ -3,8 +3,11 @@ package store
 import (
 	"context"
 	"crypto/ed25519"
+	"encoding/hex"
 	"fmt"
 	"time"
+
+	"gorm.io/gorm"
 
 	"github.com/fieldsync/fieldsync/internal/domain"
 )
@@ -37,9 +40,16 @@ func (s *Store) SigningKeys(ctx context.Context) ([]domain.SigningKey, error) {
 
 // AddSigningKey stores a new signing key.
 func (s *Store) AddSigningKey(ctx context.Context, k domain.SigningKey) error {
-	if err := s.db.WithContext(ctx).Exec(`INSERT INTO signing_keys (kid, alg, public_key, private_key, created_at, retired_at)
-		VALUES (?, ?, ?, ?, ?, ?)`, k.KID, k.Alg, []byte(k.Public), []byte(k.Private), k.CreatedAt.UTC(), k.RetiredAt).Error; err != nil {
-		return fmt.Errorf("store: add signing key: %w", translate(err))
+	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		if err := tx.Exec(`INSERT INTO signing_keys (kid, alg, public_key, private_key, created_at, retired_at)
+			VALUES (?, ?, ?, ?, ?, ?)`, k.KID, k.Alg, []byte(k.Public), []byte(k.Private), k.CreatedAt.UTC(), k.RetiredAt).Error; err != nil {
+			return translate(err)
+		}
+		return appendAudit(tx, s.dialect, domain.AuditEvent{Kind: "key_rotate", Actor: "keyring", Subject: k.KID, At: k.CreatedAt,
+			Detail: marshalDetail(map[string]string{"alg": k.Alg, "public_key": hex.EncodeToString(k.Public)})})
+	})
+	if err != nil {
+		return fmt.Errorf("store: add signing key: %w", err)
 	}
 	return nil
 }

@@ -200,12 +200,18 @@ func (t *pushTx) Write(ctx context.Context, w domain.PushWrites) error {
 	if err := t.writeRecords(tx, w.Records); err != nil {
 		return err
 	}
+	var detail auditDetail
 	if len(w.Versions) > 0 {
 		rows := make([][]any, len(w.Versions))
 		for i, v := range w.Versions {
 			change, _ := v.Change.MarshalJSON()
+			state := string(v.Record.AppendJSON(nil))
 			rows[i] = []any{v.Key.Collection, v.Key.ID, v.ChangeID, v.Subject, string(v.Node), v.Dot, v.HLC.String(),
-				v.Clamped, string(v.Outcome), string(change), string(v.Record.AppendJSON(nil)), v.Conflicts, v.ReceivedAt}
+				v.Clamped, string(v.Outcome), string(change), state, v.Conflicts, v.ReceivedAt}
+			if w.Audit != nil {
+				detail.Versions = append(detail.Versions, auditVersion{Collection: v.Key.Collection, RecordID: v.Key.ID,
+					ChangeID: v.ChangeID, Node: string(v.Node), Dot: v.Dot, Digest: versionDigest(string(change), state)})
+			}
 		}
 		if err := insertRows(tx, "record_versions", []string{"collection", "record_id", "change_id", "subject", "node", "dot", "hlc",
 			"clamped", "outcome", "change", "state", "conflicts", "received_at"}, rows, ""); err != nil {
@@ -245,7 +251,11 @@ func (t *pushTx) Write(ctx context.Context, w domain.PushWrites) error {
 			return fmt.Errorf("store: settle conflict: %w", translate(err))
 		}
 	}
+	for _, st := range w.Settlements {
+		detail.Settled = append(detail.Settled, st.Key.String()+"/"+st.Field)
+	}
 	for _, r := range w.Resolutions {
+		detail.Resolutions = append(detail.Resolutions, r.ConflictID)
 		res := tx.Exec(`UPDATE conflicts SET status = 'resolved', resolution = ?, reason = ?, resolved_by = ?, resolved_at = ?, updated_at = ?
 			WHERE id = ?`, r.Choice, r.Reason, r.By, r.At, r.At, r.ConflictID)
 		if res.Error != nil {
@@ -259,6 +269,18 @@ func (t *pushTx) Write(ctx context.Context, w domain.PushWrites) error {
 		}
 		if err := insertRows(tx, "rejections", []string{"subject", "change_id", "collection", "record_id", "unit", "contingent", "code", "message", "body", "received_at"},
 			rows, " ON CONFLICT (subject, change_id) DO NOTHING"); err != nil {
+			return err
+		}
+		for _, r := range w.Rejections {
+			detail.Rejected = append(detail.Rejected, r.ChangeID)
+		}
+	}
+	if w.Audit != nil && (len(detail.Versions) > 0 || len(detail.Rejected) > 0 || len(detail.Resolutions) > 0) {
+		// Last, so the chain's lock is held only from here to the commit.
+		ev := *w.Audit
+		detail.Extra = ev.Extra
+		ev.Detail = marshalDetail(detail)
+		if err := appendAudit(tx, t.dialect, ev); err != nil {
 			return err
 		}
 	}

@@ -155,7 +155,10 @@ func (s *Service) Resolve(ctx context.Context, id domain.Identity, conflictID st
 			}
 		}
 		b.w.Resolutions = append(b.w.Resolutions, domain.Resolution{ConflictID: conflictID, By: id.Subject, Choice: choice, Reason: req.Reason, At: b.now})
-		if err := tx.Write(ctx, b.writes()); err != nil {
+		w := b.writes()
+		w.Audit = &domain.AuditEvent{Kind: "resolve", Actor: id.Subject, Subject: conflictID, At: b.now,
+			Extra: map[string]any{"record": c.Key.String(), "field": cur.Field, "resolution": choice}}
+		if err := tx.Write(ctx, w); err != nil {
 			return err
 		}
 		done := *cur
@@ -245,7 +248,9 @@ func (s *Service) SignOff(ctx context.Context, id domain.Identity, logID string)
 		if err := b.serverWrite(key, ch); err != nil {
 			return err
 		}
-		if err := tx.Write(ctx, b.writes()); err != nil {
+		w := b.writes()
+		w.Audit = &domain.AuditEvent{Kind: "sign_off", Actor: id.Subject, Subject: key.String(), At: b.now}
+		if err := tx.Write(ctx, w); err != nil {
 			return err
 		}
 		st := b.current[key]

@@ -169,7 +169,9 @@ func (s *Service) Push(ctx context.Context, id domain.Identity, raws []json.RawM
 			}
 			results[i] = r
 		}
-		if err := tx.Write(ctx, b.writes()); err != nil {
+		w := b.writes()
+		w.Audit = &domain.AuditEvent{Kind: "push", Actor: id.Subject, At: b.now}
+		if err := tx.Write(ctx, w); err != nil {
 			return err
 		}
 		resp = &domain.PushResponse{Results: results}
@@ -512,5 +514,6 @@ func (s *Service) Hold(ctx context.Context, id domain.Identity, raws []json.RawM
 	if len(w.Rejections) == 0 {
 		return nil
 	}
+	w.Audit = &domain.AuditEvent{Kind: "hold", Actor: id.Subject, At: now}
 	return s.store.Push(ctx, func(tx domain.PushTx) error { return tx.Write(ctx, w) })
 }

@@ -1,0 +1,33 @@
+package store
+
+import (
+	"context"
+	"errors"
+
+	"gorm.io/gorm"
+
+	"github.com/fieldsync/fieldsync/internal/audit"
+)
+
+// TamperedAudit runs mutate in a transaction, verifies the audit trail as
+// that transaction sees it, and rolls the transaction back: a thousand
+// tamperings of one database, each on the untouched original.
+func (s *Store) TamperedAudit(ctx context.Context, mutate func(exec func(q string, args ...any) error) error, cps []audit.Checkpoint) (*AuditReport, error) {
+	var rep *AuditReport
+	errRollback := errors.New("rollback")
+	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		if err := mutate(func(q string, args ...any) error { return tx.Exec(q, args...).Error }); err != nil {
+			return err
+		}
+		r, err := verifyAudit(tx, cps)
+		if err != nil {
+			return err
+		}
+		rep = r
+		return errRollback
+	})
+	if errors.Is(err, errRollback) {
+		return rep, nil
+	}
+	return nil, err
+}
