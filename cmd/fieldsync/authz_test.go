@@ -848,6 +848,22 @@ func (w *authzWorld) rows() []authzRow {
 			func(col authzCol) string {
 				return w.listCell(col, "/v1/patrol-logs?limit=500", [][2]string{{"KEN-3", w.logKEN3}, {"JAM-1", w.logJAM}})
 			}},
+		{"GET /v1/patrol-logs/{id}", "the KEN-3 log with its community contact entry",
+			pullWant("403", "403", "200, with identity", "404", "200, with identity", "403", "200, identity removed"),
+			func(col authzCol) string {
+				status, body := w.callers[col].do("GET", "/v1/patrol-logs/"+w.logKEN3, nil, nil)
+				switch {
+				case status != 200:
+					return strconv.Itoa(status)
+				case !bytes.Contains(body, []byte(w.contactKEN3)):
+					return "200, entry missing"
+				case bytes.Contains(body, []byte(authzCanaryName)) && bytes.Contains(body, []byte(authzCanaryPhone)):
+					return "200, with identity"
+				case bytes.Contains(body, []byte(authzCanaryName)) || bytes.Contains(body, []byte(authzCanaryPhone)):
+					return "200, identity partly removed"
+				}
+				return "200, identity removed"
+			}},
 		{"POST /v1/patrol-logs/{id}/sign-off", "a fresh KEN-3 log", pullWant("403", "403", "200", "404", "200", "403", "403"),
 			func(col authzCol) string {
 				status, _ := w.callers[col].do("POST", "/v1/patrol-logs/"+w.freshKEN3Log()+"/sign-off", nil, nil)

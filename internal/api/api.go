@@ -160,6 +160,7 @@ func Routes() []Route {
 		{fiber.MethodGet, "/v1/sync/pull"},
 		{fiber.MethodPost, "/v1/devices/{id}/revoke"},
 		{fiber.MethodGet, "/v1/patrol-logs"},
+		{fiber.MethodGet, "/v1/patrol-logs/{id}"},
 		{fiber.MethodPost, "/v1/patrol-logs/{id}/sign-off"},
 		{fiber.MethodGet, "/v1/records/{collection}/{id}/history"},
 		{fiber.MethodGet, "/v1/conflicts"},
@@ -222,6 +223,7 @@ func New(cfg Config, deps Deps) *fiber.App {
 	v1.Get("/sync/pull", s.pull)
 	v1.Post("/devices/:id/revoke", s.revoke)
 	v1.Get("/patrol-logs", s.patrolLogs)
+	v1.Get("/patrol-logs/:id", s.patrolLog)
 	v1.Post("/patrol-logs/:id/sign-off", s.signOff)
 	v1.Get("/records/:collection/:id/history", s.history)
 	v1.Get("/conflicts", s.conflicts)

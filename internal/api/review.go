@@ -14,6 +14,7 @@ import (
 	"github.com/fieldsync/fieldsync/internal/domain"
 	"github.com/fieldsync/fieldsync/internal/review"
 	"github.com/fieldsync/fieldsync/internal/syncer"
+	"github.com/fieldsync/fieldsync/sync/merge"
 )
 
 // ReviewReader serves the supervisors' reads (review.Service).
@@ -23,6 +24,7 @@ type ReviewReader interface {
 	Conflict(ctx context.Context, id domain.Identity, conflictID string) (*domain.StoredConflict, error)
 	Rejections(ctx context.Context, id domain.Identity, q review.RejectionQuery) ([]domain.StoredRejection, bool, error)
 	PatrolLogs(ctx context.Context, id domain.Identity, q review.LogQuery) ([]review.LogSummary, string, bool, error)
+	PatrolLog(ctx context.Context, id domain.Identity, logID string) (*review.LogSummary, []*merge.Record, error)
 	CorridorReport(ctx context.Context, id domain.Identity, from, to time.Time) ([]review.CorridorHours, error)
 }
 
@@ -553,10 +555,43 @@ func (s *server) patrolLogs(c *fiber.Ctx) error {
 		PatrolLogs []logJSON `json:"patrol_logs"`
 		pageJSON
 	}{PatrolLogs: make([]logJSON, len(logs)), pageJSON: pageJSON{Cursor: next, HasMore: more}}
-	for i, l := range logs {
-		out.PatrolLogs[i] = logJSON{ID: l.Record.ID, Unit: l.Owner.Unit, Contingent: l.Owner.Contingent, Day: l.Day,
-			Status: l.Status, SignedOff: l.SignedOff, Entries: l.Entries, OpenConflicts: l.OpenConflicts,
-			Record: l.Record.AppendJSON(nil)}
+	for i := range logs {
+		out.PatrolLogs[i] = toLogJSON(&logs[i])
+	}
+	return sendValue(c, out)
+}
+
+func toLogJSON(l *review.LogSummary) logJSON {
+	return logJSON{ID: l.Record.ID, Unit: l.Owner.Unit, Contingent: l.Owner.Contingent, Day: l.Day,
+		Status: l.Status, SignedOff: l.SignedOff, Entries: l.Entries, OpenConflicts: l.OpenConflicts,
+		Record: l.Record.AppendJSON(nil)}
+}
+
+// patrolLog serves GET /v1/patrol-logs/{id}: the log and its entries.
+func (s *server) patrolLog(c *fiber.Ctx) error {
+	id, err := identity(c)
+	if err != nil {
+		return err
+	}
+	if _, err := query(c); err != nil {
+		return err
+	}
+	r, err := s.reviewReader()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := s.requestContext(c)
+	defer cancel()
+	log, entries, err := r.PatrolLog(ctx, id, c.Params("id"))
+	if err != nil {
+		return err
+	}
+	out := struct {
+		PatrolLog logJSON           `json:"patrol_log"`
+		Entries   []json.RawMessage `json:"entries"`
+	}{PatrolLog: toLogJSON(log), Entries: make([]json.RawMessage, len(entries))}
+	for i, e := range entries {
+		out.Entries[i] = e.AppendJSON(nil)
 	}
 	return sendValue(c, out)
 }

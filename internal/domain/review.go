@@ -89,6 +89,8 @@ type ReviewStore interface {
 	// Records returns up to limit records of a collection after id
 	// (ordered by id), of unit when set, of contingent when set.
 	Records(ctx context.Context, collection, unit, contingent, after string, limit int) ([]StoredRecord, error)
+	// EntriesOf returns the entries of a patrol log, by id.
+	EntriesOf(ctx context.Context, logID string) ([]StoredRecord, error)
 	// EntryCounts returns how many entries point at each patrol log.
 	EntryCounts(ctx context.Context, logIDs []string) (map[string]int, error)
 	// OpenConflictCounts returns the open conflicts of each record.

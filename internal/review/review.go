@@ -340,6 +340,52 @@ func (s *Service) count(ctx context.Context, page []LogSummary) error {
 	return nil
 }
 
+// PatrolLog returns one patrol log with its entries (oldest id first), as
+// the caller may see them.
+func (s *Service) PatrolLog(ctx context.Context, id domain.Identity, logID string) (*LogSummary, []*merge.Record, error) {
+	if err := reviewer(id); err != nil {
+		return nil, nil, err
+	}
+	notFound := domain.Errorf(domain.CodeNotFound, "no patrol log %q in your scope", logID)
+	if !merge.ValidID(logID) {
+		return nil, nil, notFound
+	}
+	cur, err := s.records(ctx, domain.Key{Collection: domain.PatrolLogs, ID: logID})
+	if err != nil {
+		return nil, nil, err
+	}
+	if cur == nil || !id.CanRead(domain.PatrolLogs, cur.Owner) {
+		return nil, nil, notFound
+	}
+	rec, err := cur.Decode()
+	if err != nil {
+		return nil, nil, err
+	}
+	sum := LogSummary{Record: id.View(s.policies[domain.PatrolLogs], rec, cur.Owner), Owner: cur.Owner, Status: str(rec.Value("status")),
+		SignedOff: bytes.Equal(rec.Value("signed_off"), []byte("true")), Day: day(rec)}
+	page := []LogSummary{sum}
+	if err := s.count(ctx, page); err != nil {
+		return nil, nil, err
+	}
+	stored, err := s.store.EntriesOf(ctx, logID)
+	if err != nil {
+		return nil, nil, err
+	}
+	p := s.policies[domain.PatrolEntries]
+	var entries []*merge.Record
+	for i := range stored {
+		if !id.CanRead(domain.PatrolEntries, stored[i].Owner) {
+			continue
+		}
+		e, err := stored[i].Decode()
+		if err != nil {
+			return nil, nil, err
+		}
+		entries = append(entries, id.View(p, e, stored[i].Owner))
+	}
+	return &page[0], entries, nil
+}
+
 func (q LogQuery) matches(s LogSummary) bool {
 	if q.Status != "" && s.Status != q.Status {
 		return false

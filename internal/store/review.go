@@ -310,3 +310,25 @@ func (t *pushTx) Conflict(ctx context.Context, id string) (*domain.StoredConflic
 	c, err := rows[0].conflict()
 	return &c, err
 }
+
+// EntriesOf returns the entries whose patrol_id is logID, by id.
+func (s *Store) EntriesOf(ctx context.Context, logID string) ([]domain.StoredRecord, error) {
+	ref := `json_extract(state, '$.fields.patrol_id')`
+	if s.dialect == Postgres {
+		ref = `(state::jsonb -> 'fields' ->> 'patrol_id')`
+	}
+	var rows []recordRow
+	if err := s.db.WithContext(ctx).Raw(`SELECT `+s.dialect.recordColumns()+` FROM records
+		WHERE collection = ? AND `+ref+` = ? ORDER BY id`, domain.PatrolEntries, logID).Scan(&rows).Error; err != nil {
+		return nil, fmt.Errorf("store: entries of %s: %w", logID, translate(err))
+	}
+	out := make([]domain.StoredRecord, len(rows))
+	for i := range rows {
+		sr, err := rows[i].stored()
+		if err != nil {
+			return nil, err
+		}
+		out[i] = sr
+	}
+	return out, nil
+}
