@@ -143,7 +143,7 @@ func (m *Main) Run(ctx context.Context) error {
 	physMS := func() int64 { return time.Now().UnixMilli() }
 	clock := hlc.NewClock(vv.Server, physMS, cfg.MaxClockSkew.Milliseconds())
 	svc := syncer.New(m.store, clock, time.Now, syncer.Config{
-		MaxVVEntries: cfg.MaxVVEntries, CorridorMaxAge: cfg.CorridorMaxAge,
+		MaxVVEntries: cfg.MaxVVEntries, CorridorMaxAge: cfg.CorridorMaxAge, AfterCommit: afterPushCommit,
 	})
 	var external *auth.External
 	if cfg.ExternalIssuers != "" {

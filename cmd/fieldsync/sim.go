@@ -12,9 +12,11 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/fieldsync/fieldsync/internal/auth"
 	"github.com/fieldsync/fieldsync/internal/config"
 	"github.com/fieldsync/fieldsync/internal/domain"
 	"github.com/fieldsync/fieldsync/internal/sim"
+	"github.com/fieldsync/fieldsync/internal/store"
 )
 
 // simCmd runs "fieldsync sim": a server on loopback (on the configured
@@ -26,12 +28,15 @@ func simCmd(ctx context.Context, args []string, getenv func(string) string, stdo
 	var seed *uint64
 	var faults *float64
 	var scenario *string
+	var servers, restarts *int
 	fs, cfg, err := adminFlags("fieldsync sim", getenv, stderr, func(fs *flag.FlagSet) {
 		devices = fs.Int("devices", 20, "simulated devices")
 		units = fs.Int("units", 4, "units they belong to")
 		edits = fs.Int("edits", 100, "edits per device")
 		seed = fs.Uint64("seed", uint64(time.Now().UnixNano()), "seed of the run (printed, to reproduce it)")
 		faults = fs.Float64("faults", 0.1, "share of requests the proxy disturbs (0..1)")
+		servers = fs.Int("servers", 1, "server processes on the database (2 or 3 need PostgreSQL); with -restarts, separate processes")
+		restarts = fs.Int("restarts", 0, "times a server process is killed (SIGKILL) and started again during the run")
 		scenario = fs.String("scenario", "", `"week-offline": one device back after 7 days with 2,000 edits over 64 kbit/s, 800 ms round trips, cut every 64 KiB`)
 	})
 	if err != nil {
@@ -51,10 +56,13 @@ func simCmd(ctx context.Context, args []string, getenv func(string) string, stdo
 	if *faults < 0 || *faults > 1 {
 		return errors.New("-faults must be between 0 and 1")
 	}
+	if *servers < 1 || *servers > 3 || *restarts < 0 {
+		return errors.New("-servers must be 1 to 3 and -restarts at least 0")
+	}
 	cfg.Addr = "127.0.0.1:0"
 	cfg.AutoMigrate = true
 	cfg.RateLimitDevice, cfg.RateLimitSupervisor = 0, 0 // a simulation is a flood by design
-	sc := sim.Config{Devices: *devices, Units: *units, Edits: *edits, Seed: *seed, Faults: *faults, Dir: dir}
+	sc := sim.Config{Devices: *devices, Units: *units, Edits: *edits, Seed: *seed, Faults: *faults, Dir: dir, Restarts: *restarts}
 	switch *scenario {
 	case "":
 	case "week-offline":
@@ -62,7 +70,80 @@ func simCmd(ctx context.Context, args []string, getenv func(string) string, stdo
 	default:
 		return fmt.Errorf("unknown -scenario %q", *scenario)
 	}
+	if *servers > 1 || *restarts > 0 {
+		if sc.Scenario != "" {
+			return errors.New("-scenario runs with one in-process server; drop -servers and -restarts")
+		}
+		return runSimProcesses(ctx, *cfg, sc, *servers, stdout)
+	}
 	return runSim(ctx, *cfg, sc, stdout)
+}
+
+// runSimProcesses runs the simulation against server processes on one
+// database, killing and restarting them during the run.
+func runSimProcesses(ctx context.Context, cfg config.Config, sc sim.Config, servers int, stdout io.Writer) error {
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("configuration: %w", err)
+	}
+	if servers > 1 && store.DialectOf(cfg.DatabaseURL) != store.Postgres {
+		return errors.New("several server processes share a PostgreSQL database: set FIELDSYNC_DATABASE_URL to a postgres:// URL")
+	}
+	st, err := store.Open(ctx, cfg.DatabaseURL, store.Options{})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if _, err := st.Migrate(ctx); err != nil {
+		return err
+	}
+	ring, err := auth.NewKeyring(ctx, st, auth.Config{Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience})
+	if err != nil {
+		return err
+	}
+	if err := ring.EnsureSigningKey(ctx); err != nil {
+		return err
+	}
+	procs, err := startServers(ctx, servers, []string{
+		"FIELDSYNC_DATABASE_URL=" + cfg.DatabaseURL, "FIELDSYNC_JWT_ISSUER=" + cfg.JWTIssuer, "FIELDSYNC_JWT_AUDIENCE=" + cfg.JWTAudience,
+		"FIELDSYNC_RATE_LIMIT_DEVICE=0", "FIELDSYNC_RATE_LIMIT_SUPERVISOR=0", "FIELDSYNC_RATE_LIMIT_PARTNER=0",
+	})
+	if err != nil {
+		return err
+	}
+	defer procs.stop()
+	urls := make([]string, servers)
+	for i := range urls {
+		urls[i] = procs.url(i)
+	}
+	proxy := sim.NewProxy(urls[0], sc.Faults, sc.Seed)
+	proxy.Upstreams = urls
+	front := httptest.NewServer(proxy)
+	defer front.Close()
+	reader, err := ring.Issue(domain.Identity{Subject: "sim-reader", Role: domain.RoleSupervisor}, 24*time.Hour)
+	if err != nil {
+		return err
+	}
+	sc.Upstream, sc.ReaderToken = urls[0], reader
+	sc.Token = func(device, unit string) (string, error) {
+		return ring.Issue(domain.Identity{Subject: device, Role: domain.RoleDevice, Unit: unit, Contingent: "SIM"}, 24*time.Hour)
+	}
+	sc.Restart = func(ctx context.Context, n int) error { return procs.restart(ctx, n%servers) }
+	fmt.Fprintf(stdout, "fieldsync sim: %d devices, %d units, %d edits each, faults %.0f%%, %d server processes (%s), %d restarts, seed %d\n",
+		sc.Devices, sc.Units, sc.Edits, sc.Faults*100, servers, store.DialectOf(cfg.DatabaseURL), sc.Restarts, sc.Seed)
+	rep, err := sim.Run(ctx, sc, front.URL, proxy)
+	if err != nil {
+		return err
+	}
+	return simVerdict(rep, stdout)
+}
+
+func simVerdict(rep *sim.Report, stdout io.Writer) error {
+	fmt.Fprintln(stdout, rep)
+	if !rep.OK() {
+		return fmt.Errorf("sim: divergence or loss: divergent %v, missing %v, pending %d, rejected %d", rep.Divergent, rep.Missing, rep.Pending, rep.Rejected)
+	}
+	fmt.Fprintln(stdout, "OK: every device holds the server's state for its scope; nothing pending, nothing refused; every acknowledged change is held once, every device read every change in its scope, every value is in the state or was knowingly replaced, every disputed field is in the conflict queue")
+	return nil
 }
 
 func runSim(ctx context.Context, cfg config.Config, sc sim.Config, stdout io.Writer) error {
@@ -119,10 +200,5 @@ func runSim(ctx context.Context, cfg config.Config, sc sim.Config, stdout io.Wri
 	if err != nil {
 		return err
 	}
-	fmt.Fprintln(stdout, rep)
-	if !rep.OK() {
-		return fmt.Errorf("sim: divergence or loss: divergent %v, missing %v, pending %d, rejected %d", rep.Divergent, rep.Missing, rep.Pending, rep.Rejected)
-	}
-	fmt.Fprintln(stdout, "OK: every device holds the server's state for its scope; nothing pending, nothing refused")
-	return nil
+	return simVerdict(rep, stdout)
 }

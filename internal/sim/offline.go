@@ -128,7 +128,7 @@ func WeekOffline(ctx context.Context, cfg Config, shapedURL string, shaped *Prox
 		}
 	}
 	all := append(devs, back)
-	if err := check(ctx, cfg, all, &rep.Report); err != nil {
+	if _, err := check(ctx, cfg, all, &rep.Report); err != nil {
 		return nil, err
 	}
 	rep.CutBefore, rep.CutAfter = shaped.Faults.CutBefore.Load(), shaped.Faults.CutAfter.Load()

@@ -29,8 +29,12 @@ type Faults struct {
 // delayed.
 type Proxy struct {
 	Upstream string
-	Rate     float64
-	Faults   Faults
+	// Upstreams, when set, are several server instances (on one
+	// database): each request goes to one of them at random, and a
+	// request sent twice may reach two different ones.
+	Upstreams []string
+	Rate      float64
+	Faults    Faults
 	// Link shaping (zero values: none). Bandwidth is bytes per second each
 	// way, Latency the round trip, CutEvery the bytes after which a
 	// transfer is cut (a link that drops long transfers).
@@ -57,8 +61,17 @@ func (p *Proxy) draw() (fault int, delay time.Duration) {
 	return 1 + p.rng.IntN(4), time.Duration(p.rng.IntN(40)) * time.Millisecond
 }
 
+func (p *Proxy) upstream() string {
+	if len(p.Upstreams) == 0 {
+		return p.Upstream
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.Upstreams[p.rng.IntN(len(p.Upstreams))]
+}
+
 func (p *Proxy) forward(r *http.Request, body []byte) (*http.Response, []byte, error) {
-	req, err := http.NewRequestWithContext(r.Context(), r.Method, p.Upstream+r.URL.RequestURI(), bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(r.Context(), r.Method, p.upstream()+r.URL.RequestURI(), bytes.NewReader(body))
 	if err != nil {
 		return nil, nil, err
 	}

@@ -33,6 +33,10 @@ type Config struct {
 	// supervisor of every contingent), for the final check.
 	Token       func(device, unit string) (string, error)
 	ReaderToken string
+	// Restarts is how many times, at random moments of the run, Restart
+	// is called to kill a server process (SIGKILL) and start it again.
+	Restarts int
+	Restart  func(ctx context.Context, n int) error
 }
 
 // Report is what a run did and found.
@@ -44,20 +48,34 @@ type Report struct {
 	Divergent                                []string // records a device holds differently from the server
 	Missing                                  []string // server records in a device's scope it does not hold
 	Pending                                  int      // edits left in outboxes after the final sync
+	Restarts                                 int      // server processes killed and started again
+	Audit                                    *Audit   // the acknowledged-set check (Run only)
 	Wall                                     time.Duration
 }
 
 // OK reports whether the run found no divergence and no loss.
 func (r *Report) OK() bool {
-	return len(r.Divergent) == 0 && len(r.Missing) == 0 && r.Pending == 0 && r.Rejected == 0
+	return len(r.Divergent) == 0 && len(r.Missing) == 0 && r.Pending == 0 && r.Rejected == 0 && (r.Audit == nil || r.Audit.OK())
 }
 
 func (r *Report) String() string {
 	return fmt.Sprintf("edits %d, changes pushed %d (rejected %d), records pulled %d, retries %d, "+
 		"faults: cut before %d, cut after %d, duplicated %d, delayed %d; bytes sent %d (%.0f%% of %d uncompressed), received %d; "+
-		"records %d, divergent %d, missing %d, pending %d; wall %s",
+		"records %d, divergent %d, missing %d, pending %d; server restarts %d; wall %s%s",
 		r.Edits, r.Pushed, r.Rejected, r.Pulled, r.Retries, r.CutBefore, r.CutAfter, r.Duplicated, r.Delayed,
-		r.BytesSent, pct(r.BytesSent, r.BytesRaw), r.BytesRaw, r.BytesRecv, r.Records, len(r.Divergent), len(r.Missing), r.Pending, r.Wall.Round(time.Millisecond))
+		r.BytesSent, pct(r.BytesSent, r.BytesRaw), r.BytesRaw, r.BytesRecv, r.Records, len(r.Divergent), len(r.Missing), r.Pending,
+		r.Restarts, r.Wall.Round(time.Millisecond), r.auditString())
+}
+
+func (r *Report) auditString() string {
+	if r.Audit == nil {
+		return ""
+	}
+	s := "\n" + r.Audit.String()
+	for _, e := range r.Audit.Examples {
+		s += "\n  " + e
+	}
+	return s
 }
 
 type device struct {
@@ -101,7 +119,14 @@ func Run(ctx context.Context, cfg Config, proxyURL string, proxy *Proxy) (*Repor
 		devs = append(devs, d)
 	}
 	rep := &Report{}
+	wrote := map[string]written{}
+	acks := map[string]string{}
 	add := func(st client.Stats) {
+		for _, a := range st.Acks {
+			if prev, ok := acks[a.ChangeID]; !ok || prev == string(merge.Duplicate) {
+				acks[a.ChangeID] = a.Status // the first real answer (a replay says duplicate)
+			}
+		}
 		rep.Pushed += st.Pushed
 		rep.Rejected += st.Rejected
 		rep.Pulled += st.Pulled
@@ -113,8 +138,20 @@ func Run(ctx context.Context, cfg Config, proxyURL string, proxy *Proxy) (*Repor
 	statuses := []string{"planned", "active", "cancelled", "completed"}
 	corridor := []string{"open", "restricted", "closed"}
 	entry := 0
-	for step := 0; step < cfg.Devices*cfg.Edits; step++ {
+	steps := cfg.Devices * cfg.Edits
+	restartAt := map[int]bool{}
+	for len(restartAt) < min(cfg.Restarts, steps) {
+		restartAt[rng.IntN(steps)] = true
+	}
+	for step := 0; step < steps; step++ {
+		if restartAt[step] && cfg.Restart != nil {
+			if err := cfg.Restart(ctx, rep.Restarts); err != nil {
+				return nil, fmt.Errorf("sim: restart a server: %w", err)
+			}
+			rep.Restarts++
+		}
 		d := devs[rng.IntN(len(devs))]
+		var ch *merge.Change
 		var err error
 		switch k := rng.IntN(10); {
 		case k < 5: // the unit's shared patrol logs
@@ -123,16 +160,16 @@ func Run(ctx context.Context, cfg Config, proxyURL string, proxy *Proxy) (*Repor
 			if rng.IntN(2) == 0 {
 				fields = append(fields, merge.FieldValue{Name: "notes", Value: jsonString(fmt.Sprintf("note %d by %s", step, d.id))})
 			}
-			_, err = d.c.Edit(ctx, "patrol_logs", id, fields, false)
+			ch, _, err = d.c.EditChange(ctx, "patrol_logs", id, fields, false)
 		case k < 7: // corridor reports
 			id := fmt.Sprintf("corridor-%d", rng.IntN(3))
-			_, err = d.c.Edit(ctx, "corridors", id, []merge.FieldValue{
+			ch, _, err = d.c.EditChange(ctx, "corridors", id, []merge.FieldValue{
 				{Name: "status", Value: jsonString(corridor[rng.IntN(3)])},
 				{Name: "verified_at", Value: jsonString(time.Now().UTC().Format(time.RFC3339))},
 			}, false)
 		case k < 9: // an entry
 			entry++
-			_, err = d.c.Edit(ctx, "patrol_entries", fmt.Sprintf("entry-%s-%d", d.id, entry), []merge.FieldValue{
+			ch, _, err = d.c.EditChange(ctx, "patrol_entries", fmt.Sprintf("entry-%s-%d", d.id, entry), []merge.FieldValue{
 				{Name: "patrol_id", Value: jsonString(fmt.Sprintf("00000000-0000-4000-8000-%012d", rng.IntN(3)))},
 				{Name: "unit", Value: jsonString(d.unit)},
 				{Name: "kind", Value: jsonString("observation")},
@@ -148,6 +185,7 @@ func Run(ctx context.Context, cfg Config, proxyURL string, proxy *Proxy) (*Repor
 		if err != nil {
 			return nil, fmt.Errorf("sim: edit by %s: %w", d.id, err)
 		}
+		wrote[ch.ChangeID] = written{key: ch.Collection + "/" + ch.ID, device: d.id, node: ch.Node(), dot: ch.Dot()}
 		rep.Edits++
 	}
 	// Everyone gets a good link at last: sync until the outboxes are empty,
@@ -167,7 +205,11 @@ func Run(ctx context.Context, cfg Config, proxyURL string, proxy *Proxy) (*Repor
 			}
 		}
 	}
-	if err := check(ctx, cfg, devs, rep); err != nil {
+	server, err := check(ctx, cfg, devs, rep)
+	if err != nil {
+		return nil, err
+	}
+	if rep.Audit, err = audit(ctx, cfg, server, wrote, acks, devs); err != nil {
 		return nil, err
 	}
 	if proxy != nil {
@@ -189,10 +231,10 @@ func jsonString(s string) []byte { return []byte(strconv.Quote(s)) }
 
 // check compares every device's replica with the server's records in its
 // scope, byte for byte.
-func check(ctx context.Context, cfg Config, devs []*device, rep *Report) error {
+func check(ctx context.Context, cfg Config, devs []*device, rep *Report) (map[string]*merge.Record, error) {
 	server, err := pullAll(ctx, cfg.Upstream, cfg.ReaderToken)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	rep.Records = len(server)
 	keys := make([]string, 0, len(server))
@@ -208,7 +250,7 @@ func check(ctx context.Context, cfg Config, devs []*device, rep *Report) error {
 			}
 			local, err := d.c.Record(srv.Collection, srv.ID)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			if local == nil {
 				rep.Missing = append(rep.Missing, d.id+":"+k)
@@ -221,7 +263,7 @@ func check(ctx context.Context, cfg Config, devs []*device, rep *Report) error {
 		n, _ := d.c.Pending()
 		rep.Pending += n
 	}
-	return nil
+	return server, nil
 }
 
 // pullAll reads every record through the server's pull.
@@ -255,6 +297,9 @@ func pullAll(ctx context.Context, base, token string) (map[string]*merge.Record,
 			var r merge.Record
 			if err := r.UnmarshalJSON(raw); err != nil {
 				return nil, err
+			}
+			if _, dup := out[r.Collection+"/"+r.ID]; dup {
+				return nil, fmt.Errorf("sim: the feed served %s/%s twice in one full pull", r.Collection, r.ID)
 			}
 			out[r.Collection+"/"+r.ID] = &r
 		}

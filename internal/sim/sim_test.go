@@ -12,6 +12,7 @@ import (
 	"github.com/fieldsync/fieldsync/internal/api"
 	"github.com/fieldsync/fieldsync/internal/auth"
 	"github.com/fieldsync/fieldsync/internal/domain"
+	"github.com/fieldsync/fieldsync/internal/review"
 	"github.com/fieldsync/fieldsync/internal/sim"
 	"github.com/fieldsync/fieldsync/internal/store/dbtest"
 	"github.com/fieldsync/fieldsync/internal/syncer"
@@ -33,7 +34,8 @@ func TestSimulatedOperationConverges(t *testing.T) {
 			t.Fatal(err)
 		}
 		svc := syncer.New(db.Store, hlc.NewClock(vv.Server, func() int64 { return time.Now().UnixMilli() }, 60_000), time.Now, syncer.Config{})
-		app := api.New(api.Config{}, api.Deps{Syncer: svc, Verifier: ring, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		app := api.New(api.Config{}, api.Deps{Syncer: svc, Verifier: ring, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+			Review: review.New(db.Store, db.Store.Get, time.Now, 0), Decisions: svc})
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
@@ -58,6 +60,9 @@ func TestSimulatedOperationConverges(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Log(rep)
+		if rep.Audit == nil || rep.Audit.Versions != rep.Edits || len(rep.Audit.ConflictsByRule) == 0 {
+			t.Fatalf("the acknowledged-set check did not run over every edit: %s", rep)
+		}
 		if !rep.OK() {
 			t.Fatalf("divergent %v, missing %v, pending %d, rejected %d", rep.Divergent, rep.Missing, rep.Pending, rep.Rejected)
 		}

@@ -228,6 +228,16 @@ func (t *pushTx) Write(ctx context.Context, w domain.PushWrites) error {
 			return err
 		}
 	}
+	// Settlements first: they close the conflicts open before this push;
+	// the push's own reports (already cleared of any a later change in
+	// the push settled) are recorded after them.
+	for _, st := range w.Settlements {
+		if err := tx.Exec(`UPDATE conflicts SET status = 'resolved', resolution = 'superseded', resolved_by = ?, resolved_at = ?, updated_at = ?
+			WHERE collection = ? AND record_id = ? AND field = ? AND status = 'open'`,
+			string(st.Node), st.At, st.At, st.Key.Collection, st.Key.ID, st.Field).Error; err != nil {
+			return fmt.Errorf("store: settle conflict: %w", translate(err))
+		}
+	}
 	for _, c := range w.Conflicts {
 		vals, err := json.Marshal(conflictValues(c.Values))
 		if err != nil {
@@ -242,13 +252,6 @@ func (t *pushTx) Write(ctx context.Context, w domain.PushWrites) error {
 			uuid.NewString(), c.Collection, c.RecordID, c.Field, string(c.Rule), c.ReviewRequired, string(vals), c.Kept,
 			c.Owner.Unit, c.Owner.Contingent, c.ChangeID, c.At, c.At).Error; err != nil {
 			return fmt.Errorf("store: conflict: %w", translate(err))
-		}
-	}
-	for _, st := range w.Settlements {
-		if err := tx.Exec(`UPDATE conflicts SET status = 'resolved', resolution = 'superseded', resolved_by = ?, resolved_at = ?, updated_at = ?
-			WHERE collection = ? AND record_id = ? AND field = ? AND status = 'open'`,
-			string(st.Node), st.At, st.At, st.Key.Collection, st.Key.ID, st.Field).Error; err != nil {
-			return fmt.Errorf("store: settle conflict: %w", translate(err))
 		}
 	}
 	for _, st := range w.Settlements {

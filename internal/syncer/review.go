@@ -206,11 +206,13 @@ func (b *batch) serverWrite(key domain.Key, ch *merge.Change) error {
 		HLC: ch.HLC, Outcome: res.Outcome, Change: res.Change, Record: res.Record,
 		Conflicts: len(res.Conflicts), ReceivedAt: b.now,
 	})
+	// A change may close a field's conflict and open a new one on it
+	// (it saw the old values, not a newer one): settle, then report.
+	for _, f := range res.Settled {
+		b.settle(key, f, vv.Server)
+	}
 	for _, c := range res.Conflicts {
 		b.w.Conflicts = append(b.w.Conflicts, domain.ConflictReport{Conflict: c, Owner: stored.Owner, ChangeID: ch.ChangeID, At: b.now})
-	}
-	for _, f := range res.Settled {
-		b.w.Settlements = append(b.w.Settlements, domain.Settlement{Key: key, Field: f, Node: vv.Server, At: b.now})
 	}
 	return nil
 }

@@ -25,6 +25,10 @@ type Config struct {
 	// CorridorMaxAge is how long a corridor status stays verified when the
 	// segment sets no max_age_minutes (default 6 h).
 	CorridorMaxAge time.Duration
+	// AfterCommit, when set, runs after each push has committed and
+	// before its answer is written: a seam for fault injection (a server
+	// killed between commit and response) and instrumentation.
+	AfterCommit func()
 }
 
 // Service implements domain.Syncer.
@@ -180,6 +184,9 @@ func (s *Service) Push(ctx context.Context, id domain.Identity, raws []json.RawM
 	if err != nil {
 		return nil, err
 	}
+	if s.cfg.AfterCommit != nil {
+		s.cfg.AfterCommit()
+	}
 	resp.ServerHLC = s.clock.Now()
 	return resp, nil
 }
@@ -330,11 +337,13 @@ func (b *batch) apply(ctx context.Context, it *item) (domain.PushResult, error) 
 		HLC: stamp, Clamped: clamped, Outcome: res.Outcome, Change: res.Change, Record: res.Record,
 		Conflicts: len(res.Conflicts), ReceivedAt: b.now,
 	})
+	// A change may close a field's conflict and open a new one on it
+	// (it saw the old values, not a newer one): settle, then report.
+	for _, f := range res.Settled {
+		b.settle(it.key, f, applied.Node())
+	}
 	for _, c := range res.Conflicts {
 		b.w.Conflicts = append(b.w.Conflicts, domain.ConflictReport{Conflict: c, Owner: owner, ChangeID: ch.ChangeID, At: b.now})
-	}
-	for _, f := range res.Settled {
-		b.w.Settlements = append(b.w.Settlements, domain.Settlement{Key: it.key, Field: f, Node: applied.Node(), At: b.now})
 	}
 	b.seen[ch.ChangeID] = domain.SeenChange{Subject: b.id.Subject, ChangeID: ch.ChangeID, Key: it.key, Status: res.Outcome, Clamped: clamped, SeenAt: b.now}
 	b.w.Seen = append(b.w.Seen, b.seen[ch.ChangeID])
@@ -352,6 +361,21 @@ func (b *batch) prior(ctx context.Context, key domain.Key, node vv.NodeID, dot u
 		}
 	}
 	return b.tx.Prior(ctx, key, node, dot)
+}
+
+// settle closes the open conflict of a field. A conflict reported earlier
+// in this batch for the field is superseded with it: the store closes the
+// conflicts open before the batch first, then records the batch's reports,
+// so a report staged before the settlement must not be written after it.
+func (b *batch) settle(key domain.Key, field string, node vv.NodeID) {
+	kept := b.w.Conflicts[:0]
+	for _, c := range b.w.Conflicts {
+		if c.Collection != key.Collection || c.RecordID != key.ID || c.Field != field {
+			kept = append(kept, c)
+		}
+	}
+	b.w.Conflicts = kept
+	b.w.Settlements = append(b.w.Settlements, domain.Settlement{Key: key, Field: field, Node: node, At: b.now})
 }
 
 func (b *batch) isTouched(k domain.Key) bool {

@@ -181,23 +181,31 @@ func (c *Client) Pending() (int, error) {
 // queues the change, in one local transaction: an edit is never lost and
 // never waits on the network. It returns the record's new local state.
 func (c *Client) Edit(ctx context.Context, collection, id string, fields []merge.FieldValue, deleted bool) (*merge.Record, error) {
+	_, rec, err := c.EditChange(ctx, collection, id, fields, deleted)
+	return rec, err
+}
+
+// EditChange is Edit that also returns the queued change (its change_id,
+// vector and HLC), for a caller that keeps its own account of what it
+// wrote.
+func (c *Client) EditChange(ctx context.Context, collection, id string, fields []merge.FieldValue, deleted bool) (*merge.Change, *merge.Record, error) {
 	p, ok := c.policies[collection]
 	if !ok {
-		return nil, fmt.Errorf("client: unknown collection %q", collection)
+		return nil, nil, fmt.Errorf("client: unknown collection %q", collection)
 	}
 	tx, err := c.db.BeginTx(ctx, nil)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer tx.Rollback()
 	var local sql.NullString
 	err = tx.QueryRow(`SELECT local FROM records WHERE collection = ? AND id = ?`, collection, id).Scan(&local)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return nil, err
+		return nil, nil, err
 	}
 	rec, err := decodeRecord(local)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var base vv.Vector
 	if rec != nil {
@@ -209,23 +217,23 @@ func (c *Client) Edit(ctx context.Context, collection, id string, fields []merge
 		VV: base.Increment(c.cfg.Device), HLC: c.clock.Now(), Fields: fs, Deleted: deleted}
 	res := p.Apply(rec, ch, nil, merge.Options{})
 	if res.Outcome == merge.Rejected {
-		return nil, fmt.Errorf("client: %s: %s", res.Code, res.Message)
+		return nil, nil, fmt.Errorf("client: %s: %s", res.Code, res.Message)
 	}
 	body, _ := res.Change.MarshalJSON()
 	if _, err := tx.Exec(`INSERT INTO records (collection, id, local) VALUES (?, ?, ?)
 		ON CONFLICT (collection, id) DO UPDATE SET local = excluded.local`, collection, id, string(res.Record.AppendJSON(nil))); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if _, err := tx.Exec(`INSERT INTO outbox (change_id, collection, id, body) VALUES (?, ?, ?, ?)`, ch.ChangeID, collection, id, string(body)); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := setMeta(tx, "hlc", c.clock.Last().String()); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := tx.Commit(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return res.Record, nil
+	return res.Change, res.Record, nil
 }
 
 func newChangeID() string {

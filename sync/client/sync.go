@@ -29,6 +29,16 @@ type Stats struct {
 	// BytesRaw is what the pushed changes weigh as uncompressed JSON, to
 	// set beside BytesSent.
 	BytesRaw int
+	// Acks lists every change the server answered for, with its status,
+	// in the order the answers came.
+	Acks []Ack
+}
+
+// Ack is the server's answer for one change.
+type Ack struct {
+	ChangeID string
+	Status   string // applied, merged, duplicate, stale or rejected
+	Code     string // for rejected
 }
 
 // HTTPError is a response the client could not act on.
@@ -168,6 +178,7 @@ func (c *Client) pushBatch(ctx context.Context, batch []outboxRow, st *Stats) er
 		}
 		res := resp.Results[i]
 		st.Pushed++
+		st.Acks = append(st.Acks, Ack{ChangeID: res.ChangeID, Status: res.Status, Code: res.Code})
 		if res.Status == string(merge.Rejected) {
 			st.Rejected++
 		}
