@@ -562,6 +562,56 @@ func TestPushRendersResults(t *testing.T) {
 	}
 }
 
+// Prefer: return=minimal drops the records of changes applied or merged as
+// sent, and only those: a clamped clock, a replay, a rejection keep theirs.
+func TestPushReturnMinimal(t *testing.T) {
+	corridor, patrolLog := record(t, corridorJSON), record(t, logJSON)
+	e := newEnv(t, api.Deps{})
+	e.syncer.push = func(changes []json.RawMessage) (*domain.PushResponse, error) {
+		return &domain.PushResponse{ServerHLC: serverHLC, Results: []domain.PushResult{
+			{ChangeID: "c0", Status: merge.Merged, Record: &domain.RecordView{Record: corridor}},
+			{ChangeID: "c1", Status: merge.Applied, Record: &domain.RecordView{Record: patrolLog}, ClockClamped: true},
+			{ChangeID: "c2", Status: merge.Duplicate, Record: &domain.RecordView{Record: patrolLog}},
+			{ChangeID: "c3", Status: merge.Applied, Record: &domain.RecordView{Record: patrolLog}},
+		}}, nil
+	}
+	for _, c := range []struct {
+		prefer  string
+		minimal bool
+	}{{"return=minimal", true}, {"respond-async, return=minimal; x=1", true}, {"return=representation", false}, {"", false}} {
+		req := pushRequest(t, batch(4))
+		if c.prefer != "" {
+			req.Header.Set("Prefer", c.prefer)
+		}
+		resp, got := e.do(t, req)
+		if resp.StatusCode != 200 {
+			t.Fatalf("status %d: %s", resp.StatusCode, got)
+		}
+		var out struct {
+			Results []struct {
+				ChangeID string          `json:"change_id"`
+				Record   json.RawMessage `json:"record"`
+			} `json:"results"`
+		}
+		if err := json.Unmarshal(got, &out); err != nil {
+			t.Fatal(err)
+		}
+		with := ""
+		for _, r := range out.Results {
+			if r.Record != nil {
+				with += r.ChangeID
+			}
+		}
+		want := "c0c1c2c3"
+		if c.minimal {
+			want = "c1c2"
+		}
+		if with != want || (resp.Header.Get("Preference-Applied") == "return=minimal") != c.minimal {
+			t.Errorf("Prefer %q: records for %s (want %s), Preference-Applied %q", c.prefer, with, want, resp.Header.Get("Preference-Applied"))
+		}
+	}
+}
+
 func TestPushEmptyBatch(t *testing.T) {
 	e := newEnv(t, api.Deps{})
 	resp, got := e.do(t, pushRequest(t, []byte(` { "changes" : [ ] } `)))

@@ -8,6 +8,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/fieldsync/fieldsync/internal/domain"
+	"github.com/fieldsync/fieldsync/sync/merge"
 )
 
 // Responses are written by hand, not with encoding/json, because a record's
@@ -40,8 +41,14 @@ func appendRecord(b []byte, rv *domain.RecordView) []byte {
 	return append(b, `,"stale":true}`...)
 }
 
-// appendPushResponse appends {"results":[...],"server_hlc":"..."}.
-func appendPushResponse(b []byte, r *domain.PushResponse) []byte {
+// appendPushResponse appends {"results":[...],"server_hlc":"..."}. With
+// minimal, results of changes applied or merged as sent carry no record:
+// the device applies its own change to its copy of the server's record and
+// gets the rest from its next pull. Every other result keeps its record: a
+// clamped clock or a replay (duplicate) means the server holds the write
+// differently from the device's copy, and rejected and stale ones need it
+// to drop or rebase the edit.
+func appendPushResponse(b []byte, r *domain.PushResponse, minimal bool) []byte {
 	b = append(b, `{"results":[`...)
 	for i := range r.Results {
 		res := &r.Results[i]
@@ -52,7 +59,8 @@ func appendPushResponse(b []byte, r *domain.PushResponse) []byte {
 		b = appendString(b, res.ChangeID)
 		b = append(b, `,"status":`...)
 		b = appendString(b, string(res.Status))
-		if res.Record != nil && (res.Record.Record != nil || res.Record.Raw != nil) {
+		accepted := (res.Status == merge.Applied || res.Status == merge.Merged) && !res.ClockClamped
+		if res.Record != nil && (res.Record.Record != nil || res.Record.Raw != nil) && !(minimal && accepted) {
 			b = append(b, `,"record":`...)
 			b = appendRecord(b, res.Record)
 		}

@@ -182,7 +182,8 @@ func (c *Client) pushBatch(ctx context.Context, batch []outboxRow, st *Stats) er
 		if res.Status == string(merge.Rejected) {
 			st.Rejected++
 		}
-		if len(res.Record) > 0 {
+		switch {
+		case len(res.Record) > 0:
 			var rec merge.Record
 			if err := rec.UnmarshalJSON(res.Record); err != nil {
 				return fmt.Errorf("client: record of %s: %w", res.ChangeID, err)
@@ -190,7 +191,14 @@ func (c *Client) pushBatch(ctx context.Context, batch []outboxRow, st *Stats) er
 			if err := c.absorb(tx, &rec); err != nil {
 				return err
 			}
-		} else {
+		case res.Status == string(merge.Applied) || res.Status == string(merge.Merged):
+			// Prefer: return=minimal: the server holds the change as sent;
+			// apply it to this copy of the server's record. The pull that
+			// follows brings whatever else the record holds.
+			if err := c.acknowledge(tx, key, r.body); err != nil {
+				return err
+			}
+		default:
 			touched[key] = true
 		}
 	}
@@ -211,6 +219,31 @@ func (c *Client) pushBatch(ctx context.Context, batch []outboxRow, st *Stats) er
 		return err
 	}
 	return tx.Commit()
+}
+
+// acknowledge applies a change the server accepted as sent to the copy of
+// the server's record, and rebuilds the local state on it.
+func (c *Client) acknowledge(tx *sql.Tx, key [2]string, body string) error {
+	p, ok := c.policies[key[0]]
+	if !ok {
+		return nil
+	}
+	ch, err := merge.DecodeChange([]byte(body))
+	if err != nil {
+		return err
+	}
+	var server sql.NullString
+	if err := tx.QueryRow(`SELECT server FROM records WHERE collection = ? AND id = ?`, key[0], key[1]).Scan(&server); err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return err
+	}
+	srv, err := decodeRecord(server)
+	if err != nil {
+		return err
+	}
+	if res := p.Apply(srv, ch, nil, merge.Options{}); res.Outcome == merge.Applied || res.Outcome == merge.Merged {
+		srv = res.Record
+	}
+	return c.rebuild(tx, p, key[0], key[1], srv)
 }
 
 type pullResponse struct {
@@ -346,6 +379,7 @@ func (c *Client) once(ctx context.Context, method, path string, gz []byte, out a
 	req.Header.Set("Authorization", "Bearer "+tok)
 	req.Header.Set("Accept-Encoding", "gzip")
 	if gz != nil {
+		req.Header.Set("Prefer", "return=minimal")
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("Content-Encoding", "gzip")
 		st.BytesSent += len(gz)
