@@ -714,6 +714,7 @@ func (w *authzWorld) rows() []authzRow {
 		{"GET /readyz", "readiness", authzAll("200"), get("/readyz")},
 		{"GET /openapi.yaml", "the API description", authzAll("200"), get("/openapi.yaml")},
 		{"GET /.well-known/jwks.json", "public keys", authzAll("200"), get("/.well-known/jwks.json")},
+		{"GET /metrics", "Prometheus metrics", pullWant("403", "403", "403", "403", "403", "403", "200"), get("/metrics")},
 
 		{"POST /v1/devices/enroll", "a fresh one-time code (any bearer token is ignored)", authzAll("200"), func(col authzCol) string {
 			body, _ := json.Marshal(map[string]string{"code": w.enrollCodes("KEN-6", "KEN")})

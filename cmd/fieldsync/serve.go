@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"flag"
 	"fmt"
@@ -17,6 +18,7 @@ import (
 	"github.com/fieldsync/fieldsync/internal/auth"
 	"github.com/fieldsync/fieldsync/internal/config"
 	"github.com/fieldsync/fieldsync/internal/domain"
+	"github.com/fieldsync/fieldsync/internal/metrics"
 	"github.com/fieldsync/fieldsync/internal/review"
 	"github.com/fieldsync/fieldsync/internal/store"
 	"github.com/fieldsync/fieldsync/internal/syncer"
@@ -140,10 +142,24 @@ func (m *Main) Run(ctx context.Context) error {
 		}
 	}
 
+	var pool *sql.DB
+	if p, err := m.store.DB().DB(); err == nil {
+		pool = p
+	}
+	mets := metrics.New(pool)
+	if cfg.PprofAddr != "" {
+		stopPprof, err := servePprof(cfg.PprofAddr, log)
+		if err != nil {
+			return err
+		}
+		defer stopPprof()
+	}
+
 	physMS := func() int64 { return time.Now().UnixMilli() }
 	clock := hlc.NewClock(vv.Server, physMS, cfg.MaxClockSkew.Milliseconds())
 	svc := syncer.New(m.store, clock, time.Now, syncer.Config{
 		MaxVVEntries: cfg.MaxVVEntries, CorridorMaxAge: cfg.CorridorMaxAge, AfterCommit: afterPushCommit,
+		Observer: mets,
 	})
 	var external *auth.External
 	if cfg.ExternalIssuers != "" {
@@ -182,6 +198,7 @@ func (m *Main) Run(ctx context.Context) error {
 		JWKS:        keyring.JWKS,
 		Ready:       m.ready(),
 		OpenAPI:     fieldsync.OpenAPI,
+		Metrics:     mets,
 		Logger:      log,
 	})
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"net/http"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -121,6 +122,9 @@ type Deps struct {
 	// resolutions and sign-offs; nil answers those routes with 404.
 	Review    ReviewReader
 	Decisions ReviewWriter
+	// Metrics receives every answered request and serves GET /metrics (to
+	// administrators); nil serves 404.
+	Metrics Metrics
 	// OpenAPI is the spec served at /openapi.yaml; empty serves 404.
 	OpenAPI []byte
 	// Logger receives the access log and internal errors; nil means
@@ -128,6 +132,13 @@ type Deps struct {
 	Logger *slog.Logger
 	// Now is the clock for request durations; nil means time.Now.
 	Now func() time.Time
+}
+
+// Metrics is the instrumentation the HTTP layer reports to
+// (internal/metrics).
+type Metrics interface {
+	ObserveRequest(route, method string, status int, d time.Duration)
+	Handler() http.Handler
 }
 
 // server is the state the handlers share.
@@ -154,6 +165,7 @@ func Routes() []Route {
 		{fiber.MethodGet, "/readyz"},
 		{fiber.MethodGet, "/openapi.yaml"},
 		{fiber.MethodGet, "/.well-known/jwks.json"},
+		{fiber.MethodGet, "/metrics"},
 		{fiber.MethodPost, "/v1/devices/enroll"},
 		{fiber.MethodPost, "/v1/auth/refresh"},
 		{fiber.MethodPost, "/v1/sync/push"},
@@ -211,6 +223,7 @@ func New(cfg Config, deps Deps) *fiber.App {
 	app.Get("/readyz", s.readyz)
 	app.Get("/openapi.yaml", s.openAPI)
 	app.Get("/.well-known/jwks.json", s.jwks)
+	app.Get("/metrics", s.authenticate, s.metrics)
 
 	// Enrolment and refresh carry their proof in the body, not a bearer
 	// token; they are registered before the /v1 group so its

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/middleware/adaptor"
 
 	"github.com/fieldsync/fieldsync/internal/domain"
 )
@@ -63,4 +64,21 @@ func (s *server) jwks(c *fiber.Ctx) error {
 	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
 	c.Set(fiber.HeaderCacheControl, "public, max-age=300")
 	return c.Send(b)
+}
+
+// metrics serves GET /metrics (Prometheus text format) to administrators:
+// the figures describe the whole deployment's traffic.
+func (s *server) metrics(c *fiber.Ctx) error {
+	id, ok := IdentityFrom(c)
+	if !ok {
+		return errors.New("api: metrics route without authentication")
+	}
+	if id.Role != domain.RoleAdmin {
+		return domain.Errorf(domain.CodeForbidden, "only administrators read the metrics")
+	}
+	if s.deps.Metrics == nil {
+		return domain.Errorf(domain.CodeNotFound, "metrics are not served by this instance")
+	}
+	c.Set(fiber.HeaderCacheControl, "no-store")
+	return adaptor.HTTPHandler(s.deps.Metrics.Handler())(c)
 }

@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
 	"os"
 	"strconv"
@@ -53,6 +54,10 @@ type Config struct {
 	DBMaxConns int
 	LogLevel   string // debug, info, warn, error
 	LogFormat  string // json or text
+
+	// PprofAddr, when set, serves net/http/pprof on this loopback address
+	// (an operator's flag: only who can start the process can turn it on).
+	PprofAddr string
 }
 
 // Default returns the defaults: an embedded SQLite file in the working
@@ -165,6 +170,7 @@ func (c *Config) Bind(fs *flag.FlagSet, getenv func(string) string) error {
 	integer(&c.DBMaxConns, "db-max-conns", "FIELDSYNC_DB_MAX_CONNS", "PostgreSQL connection pool size")
 	str(&c.LogLevel, "log-level", "FIELDSYNC_LOG_LEVEL", "debug, info, warn or error")
 	str(&c.LogFormat, "log-format", "FIELDSYNC_LOG_FORMAT", "json or text")
+	str(&c.PprofAddr, "pprof-addr", "FIELDSYNC_PPROF_ADDR", "serve Go profiles (net/http/pprof) on this loopback address, e.g. 127.0.0.1:6060 (empty: off)")
 	return errors.Join(errs...)
 }
 
@@ -198,7 +204,21 @@ func (c *Config) Validate() error {
 	_, lerr := c.Level()
 	check(lerr == nil, "log-level must be debug, info, warn or error, got %q", c.LogLevel)
 	check(c.LogFormat == "json" || c.LogFormat == "text", "log-format must be json or text, got %q", c.LogFormat)
+	check(c.PprofAddr == "" || loopback(c.PprofAddr), "pprof-addr must be a loopback address such as 127.0.0.1:6060 (profiles reveal memory contents), got %q", c.PprofAddr)
 	return errors.Join(errs...)
+}
+
+// loopback reports whether addr is host:port with a loopback host.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // Level returns the slog level of LogLevel.
@@ -256,6 +276,7 @@ func (c *Config) LogAttrs() []any {
 		slog.Int("rate_limit_supervisor", c.RateLimitSupervisor),
 		slog.Int("db_max_conns", c.DBMaxConns),
 		slog.String("log_level", c.LogLevel),
+		slog.String("pprof_addr", c.PprofAddr),
 	}
 }
 

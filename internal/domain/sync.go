@@ -80,6 +80,7 @@ type StoredRecord struct {
 	ID         string
 	Owner      Owner
 	Cursor     Cursor
+	UpdatedAt  time.Time // when the store last wrote it (zero for records being written)
 }
 
 // Decode returns the record, decoding Raw on first use.

@@ -99,6 +99,7 @@ func page(rows []recordRow, limit int) ([]domain.StoredRecord, bool, error) {
 		out = append(out, domain.StoredRecord{
 			Raw: []byte(rows[i].State), Collection: rows[i].Collection, ID: rows[i].ID,
 			Owner: domain.Owner{Unit: rows[i].Unit, Contingent: rows[i].Contingent}, Cursor: cur,
+			UpdatedAt: rows[i].UpdatedAt.UTC(),
 		})
 	}
 	return out, more, nil

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/google/uuid"
 	"gorm.io/gorm"
@@ -40,6 +41,7 @@ type recordRow struct {
 	State      string
 	Txid       string
 	Seq        int64
+	UpdatedAt  time.Time
 }
 
 func (r *recordRow) stored() (domain.StoredRecord, error) {
@@ -53,8 +55,9 @@ func (r *recordRow) stored() (domain.StoredRecord, error) {
 	}
 	return domain.StoredRecord{
 		Record: &rec, Collection: r.Collection, ID: r.ID,
-		Owner:  domain.Owner{Unit: r.Unit, Contingent: r.Contingent},
-		Cursor: cur,
+		Owner:     domain.Owner{Unit: r.Unit, Contingent: r.Contingent},
+		Cursor:    cur,
+		UpdatedAt: r.UpdatedAt.UTC(),
 	}, nil
 }
 
@@ -72,9 +75,9 @@ func (r *recordRow) cursor() (domain.Cursor, error) {
 // recordColumns selects a record row; txid is 0 on SQLite.
 func (s Dialect) recordColumns() string {
 	if s == Postgres {
-		return "collection, id, unit, contingent, state, txid::text AS txid, seq"
+		return "collection, id, unit, contingent, state, txid::text AS txid, seq, updated_at"
 	}
-	return "collection, id, unit, contingent, state, '0' AS txid, seq"
+	return "collection, id, unit, contingent, state, '0' AS txid, seq, updated_at"
 }
 
 func sortKeys(keys []domain.Key) []domain.Key {

@@ -29,6 +29,16 @@ type Config struct {
 	// before its answer is written: a seam for fault injection (a server
 	// killed between commit and response) and instrumentation.
 	AfterCommit func()
+	// Observer, when set, is told each change's outcome, each conflict
+	// report and each pull page (internal/metrics implements it).
+	Observer Observer
+}
+
+// Observer receives the service's measurements.
+type Observer interface {
+	ObservePush(outcome string)
+	ObserveConflict(collection, rule string)
+	ObservePull(records int, oldest time.Duration)
 }
 
 // Service implements domain.Syncer.
@@ -160,6 +170,7 @@ func (s *Service) Push(ctx context.Context, id domain.Identity, raws []json.RawM
 	}
 
 	var resp *domain.PushResponse
+	var conflicts []domain.ConflictReport
 	err := s.store.Push(ctx, func(tx domain.PushTx) error {
 		b := newBatch(s, id, tx)
 		if err := b.load(ctx, keys, ids); err != nil {
@@ -175,6 +186,7 @@ func (s *Service) Push(ctx context.Context, id domain.Identity, raws []json.RawM
 		}
 		w := b.writes()
 		w.Audit = &domain.AuditEvent{Kind: "push", Actor: id.Subject, At: b.now}
+		conflicts = w.Conflicts
 		if err := tx.Write(ctx, w); err != nil {
 			return err
 		}
@@ -186,6 +198,14 @@ func (s *Service) Push(ctx context.Context, id domain.Identity, raws []json.RawM
 	}
 	if s.cfg.AfterCommit != nil {
 		s.cfg.AfterCommit()
+	}
+	if o := s.cfg.Observer; o != nil {
+		for i := range resp.Results {
+			o.ObservePush(string(resp.Results[i].Status))
+		}
+		for _, c := range conflicts {
+			o.ObserveConflict(c.Collection, string(c.Rule))
+		}
 	}
 	resp.ServerHLC = s.clock.Now()
 	return resp, nil
@@ -486,6 +506,15 @@ func (s *Service) Pull(ctx context.Context, id domain.Identity, req domain.PullR
 		return nil, err
 	}
 	now := s.now().UTC()
+	if o := s.cfg.Observer; o != nil {
+		var oldest time.Duration
+		for i := range recs {
+			if !recs[i].UpdatedAt.IsZero() {
+				oldest = max(oldest, now.Sub(recs[i].UpdatedAt))
+			}
+		}
+		o.ObservePull(len(recs), oldest)
+	}
 	resp := &domain.PullResponse{Cursor: req.Cursor, HasMore: more, Records: make([]domain.RecordView, 0, len(recs))}
 	for i := range recs {
 		r := &recs[i]
