@@ -125,7 +125,7 @@ func runSimProcesses(ctx context.Context, cfg config.Config, sc sim.Config, serv
 	}
 	sc.Upstream, sc.ReaderToken = urls[0], reader
 	sc.Token = func(device, unit string) (string, error) {
-		return ring.Issue(domain.Identity{Subject: device, Role: domain.RoleDevice, Unit: unit, Contingent: "SIM"}, 24*time.Hour)
+		return ring.Issue(domain.Identity{Subject: device, Role: domain.RoleDevice, Unit: unit, Contingent: sim.ContingentOf(unit)}, 24*time.Hour)
 	}
 	sc.Restart = func(ctx context.Context, n int) error { return procs.restart(ctx, n%servers) }
 	fmt.Fprintf(stdout, "fieldsync sim: %d devices, %d units, %d edits each, faults %.0f%%, %d server processes (%s), %d restarts, seed %d\n",
@@ -173,7 +173,7 @@ func runSim(ctx context.Context, cfg config.Config, sc sim.Config, stdout io.Wri
 	}
 	sc.Upstream, sc.ReaderToken = upstream, reader
 	sc.Token = func(device, unit string) (string, error) {
-		return m.keyring.Issue(domain.Identity{Subject: device, Role: domain.RoleDevice, Unit: unit, Contingent: "SIM"}, 24*time.Hour)
+		return m.keyring.Issue(domain.Identity{Subject: device, Role: domain.RoleDevice, Unit: unit, Contingent: sim.ContingentOf(unit)}, 24*time.Hour)
 	}
 	if sc.Scenario == "week-offline" {
 		shaped := sim.NewProxy(upstream, 0, sc.Seed)

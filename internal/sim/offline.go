@@ -30,7 +30,7 @@ func WeekOffline(ctx context.Context, cfg Config, shapedURL string, shaped *Prox
 	}
 	rng := rand.New(rand.NewPCG(cfg.Seed, cfg.Seed+2))
 	open := func(id, base string, attempts int) (*device, error) {
-		tok, err := cfg.Token(id, "UNIT-0")
+		tok, err := cfg.Token(id, UnitName(0))
 		if err != nil {
 			return nil, err
 		}
@@ -41,7 +41,7 @@ func WeekOffline(ctx context.Context, cfg Config, shapedURL string, shaped *Prox
 		if err != nil {
 			return nil, err
 		}
-		return &device{id: id, unit: "UNIT-0", c: c}, nil
+		return &device{id: id, unit: UnitName(0), c: c}, nil
 	}
 	var devs []*device
 	for i := 0; i < cfg.Devices-1; i++ {
@@ -64,14 +64,14 @@ func WeekOffline(ctx context.Context, cfg Config, shapedURL string, shaped *Prox
 		switch rng.IntN(4) {
 		case 0, 1:
 			_, err = d.c.Edit(ctx, "patrol_logs", fmt.Sprintf("log-%d", rng.IntN(40)), []merge.FieldValue{
-				{Name: "unit", Value: jsonString("UNIT-0")},
+				{Name: "unit", Value: jsonString(UnitName(0))},
 				{Name: "status", Value: jsonString([]string{"planned", "active", "completed"}[rng.IntN(3)])},
 				{Name: "notes", Value: jsonString(fmt.Sprintf("day %d: patrol along RN1, checkpoint at Kafou passed, edit %d by %s", i%7+1, i, d.id))},
 			}, false)
 		case 2:
 			_, err = d.c.Edit(ctx, "patrol_entries", fmt.Sprintf("entry-%s-%d", d.id, i), []merge.FieldValue{
 				{Name: "patrol_id", Value: jsonString(fmt.Sprintf("00000000-0000-4000-8000-%012d", rng.IntN(40)))},
-				{Name: "unit", Value: jsonString("UNIT-0")},
+				{Name: "unit", Value: jsonString(UnitName(0))},
 				{Name: "kind", Value: jsonString("observation")},
 				{Name: "occurred_at", Value: jsonString(time.Now().UTC().Format(time.RFC3339))},
 				{Name: "text", Value: jsonString(fmt.Sprintf("observation %d: market open, traffic normal near the checkpoint", i))},

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/fieldsync/fieldsync/sync/client"
@@ -49,6 +50,7 @@ type Report struct {
 	Missing                                  []string // server records in a device's scope it does not hold
 	Pending                                  int      // edits left in outboxes after the final sync
 	Restarts                                 int      // server processes killed and started again
+	Resolutions                              int      // conflicts a supervisor resolved during the run
 	Audit                                    *Audit   // the acknowledged-set check (Run only)
 	Wall                                     time.Duration
 }
@@ -61,10 +63,10 @@ func (r *Report) OK() bool {
 func (r *Report) String() string {
 	return fmt.Sprintf("edits %d, changes pushed %d (rejected %d), records pulled %d, retries %d, "+
 		"faults: cut before %d, cut after %d, duplicated %d, delayed %d; bytes sent %d (%.0f%% of %d uncompressed), received %d; "+
-		"records %d, divergent %d, missing %d, pending %d; server restarts %d; wall %s%s",
+		"records %d, divergent %d, missing %d, pending %d; server restarts %d, conflicts resolved by a supervisor %d; wall %s%s",
 		r.Edits, r.Pushed, r.Rejected, r.Pulled, r.Retries, r.CutBefore, r.CutAfter, r.Duplicated, r.Delayed,
 		r.BytesSent, pct(r.BytesSent, r.BytesRaw), r.BytesRaw, r.BytesRecv, r.Records, len(r.Divergent), len(r.Missing), r.Pending,
-		r.Restarts, r.Wall.Round(time.Millisecond), r.auditString())
+		r.Restarts, r.Resolutions, r.Wall.Round(time.Millisecond), r.auditString())
 }
 
 func (r *Report) auditString() string {
@@ -102,7 +104,7 @@ func Run(ctx context.Context, cfg Config, proxyURL string, proxy *Proxy) (*Repor
 	rng := rand.New(rand.NewPCG(cfg.Seed, cfg.Seed+1))
 	var devs []*device
 	for i := 0; i < cfg.Devices; i++ {
-		d := &device{id: fmt.Sprintf("sim-%02d", i), unit: fmt.Sprintf("UNIT-%d", i%cfg.Units)}
+		d := &device{id: fmt.Sprintf("sim-%02d", i), unit: UnitName(i % cfg.Units)}
 		tok, err := cfg.Token(d.id, d.unit)
 		if err != nil {
 			return nil, err
@@ -177,6 +179,14 @@ func Run(ctx context.Context, cfg Config, proxyURL string, proxy *Proxy) (*Repor
 				{Name: "text", Value: jsonString(fmt.Sprintf("observation %d", step))},
 			}, false)
 		default: // a link comes up
+			if rng.IntN(5) == 0 {
+				// Now and then a supervisor works the conflict queue.
+				n, err := resolveOne(ctx, cfg)
+				if err != nil {
+					return nil, err
+				}
+				rep.Resolutions += n
+			}
 			st, serr := d.c.Sync(ctx)
 			add(st)
 			_ = serr // a failed sync is a bad link: the outbox waits
@@ -218,6 +228,57 @@ func Run(ctx context.Context, cfg Config, proxyURL string, proxy *Proxy) (*Repor
 	}
 	rep.Wall = time.Since(start)
 	return rep, nil
+}
+
+// resolveOne has a supervisor resolve the first open conflict of the queue
+// by keeping the merged value (acknowledging what cannot take another): a
+// server version every device must then pull. It returns how many it
+// resolved (0 when the queue is empty or the conflict closed meanwhile).
+func resolveOne(ctx context.Context, cfg Config) (int, error) {
+	var page struct {
+		Conflicts []struct {
+			ID string `json:"id"`
+		} `json:"conflicts"`
+	}
+	if err := getJSON(ctx, cfg.Upstream, "/v1/conflicts?status=open&limit=1", cfg.ReaderToken, &page); err != nil {
+		return 0, err
+	}
+	if len(page.Conflicts) == 0 {
+		return 0, nil
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, cfg.Upstream+"/v1/conflicts/"+page.Conflicts[0].ID+"/resolve",
+		strings.NewReader(`{"choice":"keep","reason":"reviewed in the simulation"}`))
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Authorization", "Bearer "+cfg.ReaderToken)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	switch resp.StatusCode {
+	case http.StatusOK:
+		return 1, nil
+	case http.StatusConflict:
+		return 0, nil // closed by a write in between
+	}
+	return 0, fmt.Errorf("sim: resolve: %d %s", resp.StatusCode, body)
+}
+
+// contingents are the mission's contingents the simulated units belong to.
+var contingents = []string{"KEN", "JAM", "BLZ", "BHS", "GTM", "SLV"}
+
+// UnitName names the simulated unit u: its contingent, a dash, a number
+// (KEN-0, JAM-1, ...).
+func UnitName(u int) string { return fmt.Sprintf("%s-%d", contingents[u%len(contingents)], u) }
+
+// ContingentOf returns the contingent of a simulated unit.
+func ContingentOf(unit string) string {
+	c, _, _ := strings.Cut(unit, "-")
+	return c
 }
 
 func pct(a, b int) float64 {

@@ -53,14 +53,14 @@ func TestSimulatedOperationConverges(t *testing.T) {
 		rep, err := sim.Run(ctx, sim.Config{
 			Devices: 8, Units: 3, Edits: 40, Seed: 7, Dir: t.TempDir(), Upstream: upstream, ReaderToken: reader,
 			Token: func(device, unit string) (string, error) {
-				return ring.Issue(domain.Identity{Subject: device, Role: domain.RoleDevice, Unit: unit, Contingent: "KEN"}, time.Hour)
+				return ring.Issue(domain.Identity{Subject: device, Role: domain.RoleDevice, Unit: unit, Contingent: sim.ContingentOf(unit)}, time.Hour)
 			},
 		}, front.URL, proxy)
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Log(rep)
-		if rep.Audit == nil || rep.Audit.Versions != rep.Edits || len(rep.Audit.ConflictsByRule) == 0 {
+		if rep.Audit == nil || rep.Audit.Versions != rep.Edits+rep.Resolutions || len(rep.Audit.ConflictsByRule) == 0 {
 			t.Fatalf("the acknowledged-set check did not run over every edit: %s", rep)
 		}
 		if !rep.OK() {
