@@ -17,6 +17,7 @@ import (
 	"github.com/fieldsync/fieldsync/internal/api"
 	"github.com/fieldsync/fieldsync/internal/auth"
 	"github.com/fieldsync/fieldsync/internal/config"
+	"github.com/fieldsync/fieldsync/internal/console"
 	"github.com/fieldsync/fieldsync/internal/domain"
 	"github.com/fieldsync/fieldsync/internal/metrics"
 	"github.com/fieldsync/fieldsync/internal/review"
@@ -201,6 +202,12 @@ func (m *Main) Run(ctx context.Context) error {
 		Metrics:     mets,
 		Logger:      log,
 	})
+	// The supervisors' console: HTML over the same API handlers, in process.
+	var consoleKey []byte
+	if cfg.ConsoleKey != "" {
+		consoleKey = []byte(cfg.ConsoleKey)
+	}
+	console.Mount(app, console.Config{Logger: log, CSRFKey: consoleKey})
 
 	pruneCtx, stopPrune := context.WithCancel(ctx)
 	defer stopPrune()

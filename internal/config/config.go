@@ -58,6 +58,10 @@ type Config struct {
 	// PprofAddr, when set, serves net/http/pprof on this loopback address
 	// (an operator's flag: only who can start the process can turn it on).
 	PprofAddr string
+
+	// ConsoleKey keys the console's CSRF tokens; every instance behind one
+	// load balancer needs the same (empty: a random key per process).
+	ConsoleKey string
 }
 
 // Default returns the defaults: an embedded SQLite file in the working
@@ -170,6 +174,7 @@ func (c *Config) Bind(fs *flag.FlagSet, getenv func(string) string) error {
 	integer(&c.DBMaxConns, "db-max-conns", "FIELDSYNC_DB_MAX_CONNS", "PostgreSQL connection pool size")
 	str(&c.LogLevel, "log-level", "FIELDSYNC_LOG_LEVEL", "debug, info, warn or error")
 	str(&c.LogFormat, "log-format", "FIELDSYNC_LOG_FORMAT", "json or text")
+	str(&c.ConsoleKey, "console-key", "FIELDSYNC_CONSOLE_KEY", "secret (32+ characters) keying the console's form tokens; the same on every instance (empty: random per process)")
 	str(&c.PprofAddr, "pprof-addr", "FIELDSYNC_PPROF_ADDR", "serve Go profiles (net/http/pprof) on this loopback address, e.g. 127.0.0.1:6060 (empty: off)")
 	return errors.Join(errs...)
 }
@@ -204,6 +209,7 @@ func (c *Config) Validate() error {
 	_, lerr := c.Level()
 	check(lerr == nil, "log-level must be debug, info, warn or error, got %q", c.LogLevel)
 	check(c.LogFormat == "json" || c.LogFormat == "text", "log-format must be json or text, got %q", c.LogFormat)
+	check(c.ConsoleKey == "" || len(c.ConsoleKey) >= 32, "console-key must be at least 32 characters")
 	check(c.PprofAddr == "" || loopback(c.PprofAddr), "pprof-addr must be a loopback address such as 127.0.0.1:6060 (profiles reveal memory contents), got %q", c.PprofAddr)
 	return errors.Join(errs...)
 }
@@ -277,6 +283,7 @@ func (c *Config) LogAttrs() []any {
 		slog.Int("db_max_conns", c.DBMaxConns),
 		slog.String("log_level", c.LogLevel),
 		slog.String("pprof_addr", c.PprofAddr),
+		slog.Bool("console_key_set", c.ConsoleKey != ""),
 	}
 }
 
