@@ -297,6 +297,11 @@ func (s *server) conflicts(c *fiber.Ctx) error {
 	if cq.After, err = textParam(q, "cursor"); err != nil {
 		return err
 	}
+	if cq.After != "" {
+		if _, _, err := domain.ParseConflictCursor(cq.After); err != nil {
+			return err
+		}
+	}
 	if cq.Limit, err = limitOf(q); err != nil {
 		return err
 	}
@@ -314,7 +319,7 @@ func (s *server) conflicts(c *fiber.Ctx) error {
 		out.Conflicts[i] = toConflictJSON(&cs[i])
 	}
 	if more {
-		out.Cursor, out.HasMore = cs[len(cs)-1].ID, true
+		out.Cursor, out.HasMore = domain.ConflictCursor(&cs[len(cs)-1]), true
 	}
 	return sendValue(c, out)
 }

@@ -2,7 +2,9 @@ package domain
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
+	"strings"
 	"time"
 )
 
@@ -95,4 +97,25 @@ type ReviewStore interface {
 	EntryCounts(ctx context.Context, logIDs []string) (map[string]int, error)
 	// OpenConflictCounts returns the open conflicts of each record.
 	OpenConflictCounts(ctx context.Context, collection string, ids []string) (map[string]int, error)
+}
+
+// ConflictCursor is the position after c in the conflict list (oldest
+// first): its creation time and id, opaque to clients.
+func ConflictCursor(c *StoredConflict) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(c.CreatedAt.UTC().Format(time.RFC3339Nano) + "|" + c.ID))
+}
+
+// ParseConflictCursor reads a ConflictCursor.
+func ParseConflictCursor(s string) (time.Time, string, error) {
+	bad := Errorf(CodeInvalidCursor, "the cursor does not parse; use one the server returned")
+	raw, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return time.Time{}, "", bad
+	}
+	at, id, ok := strings.Cut(string(raw), "|")
+	t, err := time.Parse(time.RFC3339Nano, at)
+	if !ok || err != nil || id == "" {
+		return time.Time{}, "", bad
+	}
+	return t, id, nil
 }

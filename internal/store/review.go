@@ -103,8 +103,8 @@ func (r *conflictRow) conflict() (domain.StoredConflict, error) {
 	return c, nil
 }
 
-// Conflicts returns conflicts matching f, ordered by id (ids are random, so
-// the order is stable but not by time; filters narrow it).
+// Conflicts returns conflicts matching f, oldest first (by creation time,
+// then id).
 func (s *Store) Conflicts(ctx context.Context, f domain.ConflictFilter) ([]domain.StoredConflict, error) {
 	var where []string
 	var args []any
@@ -134,13 +134,18 @@ func (s *Store) Conflicts(ctx context.Context, f domain.ConflictFilter) ([]domai
 		add("record_id = ?", f.Key.ID)
 	}
 	if f.After != "" {
-		add("id > ?", f.After)
+		at, id, err := domain.ParseConflictCursor(f.After)
+		if err != nil {
+			return nil, err
+		}
+		where = append(where, "(created_at > ? OR created_at = ? AND id > ?)")
+		args = append(args, at, at, id)
 	}
 	q := `SELECT ` + conflictColumns + ` FROM conflicts`
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
-	q += " ORDER BY id"
+	q += " ORDER BY created_at, id"
 	if f.Limit > 0 {
 		q += " LIMIT ?"
 		args = append(args, f.Limit)
