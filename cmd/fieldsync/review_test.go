@@ -132,7 +132,10 @@ type logsOut struct {
 }
 
 type historyOut struct {
+	Cursor   string `json:"cursor"`
+	HasMore  bool   `json:"has_more"`
 	Versions []struct {
+		ChangeID        string `json:"change_id"`
 		Node            string `json:"node"`
 		Author          string `json:"author"`
 		Outcome         string `json:"outcome"`
@@ -249,6 +252,21 @@ func TestSupervisorResolvesAndSignsOffAndDevicesConverge(t *testing.T) {
 	last := hist.Versions[len(hist.Versions)-1]
 	if last.Node != "srv" || last.Author != "sup-ken" || !bytes.Equal(last.State, ra.AppendJSON(nil)) {
 		t.Fatalf("the history's last version is not the resolution as the devices hold it: %+v", last)
+	}
+	// Paged one version at a time, the history is the same list.
+	var paged []string
+	for cursor := ""; ; {
+		page := getJSON[historyOut](t, sup, "/v1/records/patrol_logs/"+kenLog+"/history?limit=1&cursor="+cursor)
+		for _, v := range page.Versions {
+			paged = append(paged, v.ChangeID)
+		}
+		if !page.HasMore {
+			break
+		}
+		cursor = page.Cursor
+	}
+	if len(paged) != len(hist.Versions) || paged[0] != hist.Versions[0].ChangeID || paged[len(paged)-1] != last.ChangeID {
+		t.Fatalf("the paged history differs: %v", paged)
 	}
 	opened := false
 	for _, v := range hist.Versions {

@@ -19,7 +19,7 @@ import (
 
 // ReviewReader serves the supervisors' reads (review.Service).
 type ReviewReader interface {
-	History(ctx context.Context, id domain.Identity, key domain.Key) ([]review.VersionView, error)
+	History(ctx context.Context, id domain.Identity, key domain.Key, after int64, limit int) ([]review.VersionView, bool, error)
 	Conflicts(ctx context.Context, id domain.Identity, q review.ConflictQuery) ([]domain.StoredConflict, bool, error)
 	Conflict(ctx context.Context, id domain.Identity, conflictID string) (*domain.StoredConflict, error)
 	Rejections(ctx context.Context, id domain.Identity, q review.RejectionQuery) ([]domain.StoredRejection, bool, error)
@@ -38,6 +38,10 @@ type ReviewWriter interface {
 const (
 	reviewDefaultLimit = 100
 	reviewMaxLimit     = 500
+	// History pages: a corridor edited by fifty devices for a week has
+	// tens of thousands of versions.
+	historyDefaultLimit = 500
+	historyMaxLimit     = 1000
 	// maxReportRange bounds a corridor report: a year of history.
 	maxReportRange = 366 * 24 * time.Hour
 )
@@ -194,17 +198,34 @@ func (s *server) history(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	if _, err := query(c); err != nil {
+	q, err := query(c, "cursor", "limit")
+	if err != nil {
 		return err
 	}
 	r, err := s.reviewReader()
 	if err != nil {
 		return err
 	}
+	limit := historyDefaultLimit
+	if v, ok := q["limit"]; ok {
+		n, ok := parseLimit(v, historyMaxLimit)
+		if !ok {
+			return domain.Errorf(domain.CodeInvalidParam, "limit must be an integer from 1 to %d", historyMaxLimit)
+		}
+		limit = n
+	}
+	var after int64
+	if v := q["cursor"]; v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 || strconv.FormatInt(n, 10) != v {
+			return domain.Errorf(domain.CodeInvalidCursor, "the cursor does not parse; use one the server returned")
+		}
+		after = n
+	}
 	ctx, cancel := s.requestContext(c)
 	defer cancel()
 	key := domain.Key{Collection: c.Params("collection"), ID: c.Params("id")}
-	versions, err := r.History(ctx, id, key)
+	versions, more, err := r.History(ctx, id, key, after, limit)
 	if err != nil {
 		return err
 	}
@@ -212,7 +233,11 @@ func (s *server) history(c *fiber.Ctx) error {
 		Collection string        `json:"collection"`
 		ID         string        `json:"id"`
 		Versions   []versionJSON `json:"versions"`
+		pageJSON
 	}{Collection: key.Collection, ID: key.ID, Versions: make([]versionJSON, len(versions))}
+	if more {
+		out.Cursor, out.HasMore = strconv.FormatInt(versions[len(versions)-1].Seq, 10), true
+	}
 	for i, v := range versions {
 		vals := make(map[string]json.RawMessage, len(v.Values))
 		for _, f := range v.Values {

@@ -97,7 +97,15 @@ type History struct {
 	Collection string    `json:"collection"`
 	ID         string    `json:"id"`
 	Versions   []Version `json:"versions"`
+	Cursor     string    `json:"cursor"`
+	HasMore    bool      `json:"has_more"`
+	// Truncated is set when the console stopped reading pages (the record
+	// has more than maxHistoryVersions versions).
+	Truncated bool `json:"-"`
 }
+
+// maxHistoryVersions bounds what one history page of the console reads.
+const maxHistoryVersions = 5000
 
 // ConflictValue is one competing write.
 type ConflictValue struct {
@@ -293,8 +301,28 @@ func (c *Client) SignOff(id string) error {
 
 // History reads a record's merge history.
 func (c *Client) History(collection, id string) (*History, error) {
-	var out History
-	return &out, c.do(http.MethodGet, "/v1/records/"+url.PathEscape(collection)+"/"+url.PathEscape(id)+"/history", nil, &out)
+	var all History
+	cursor := ""
+	for {
+		var page History
+		path := "/v1/records/" + url.PathEscape(collection) + "/" + url.PathEscape(id) + "/history?limit=1000"
+		if cursor != "" {
+			path += "&cursor=" + url.QueryEscape(cursor)
+		}
+		if err := c.do(http.MethodGet, path, nil, &page); err != nil {
+			return &all, err
+		}
+		all.Collection, all.ID = page.Collection, page.ID
+		all.Versions = append(all.Versions, page.Versions...)
+		if !page.HasMore {
+			return &all, nil
+		}
+		if len(all.Versions) >= maxHistoryVersions {
+			all.Truncated = true
+			return &all, nil
+		}
+		cursor = page.Cursor
+	}
 }
 
 // ConflictFilter filters the conflict queue; empty means any.

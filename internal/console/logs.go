@@ -2,6 +2,7 @@ package console
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/url"
 	"slices"
 	"sort"
@@ -248,6 +249,9 @@ func (h *console) history(c *fiber.Ctx, s *session) error {
 		d.Versions = append(d.Versions, vv)
 	}
 	v.Title = "History of " + collection + " " + short(id)
+	if hist.Truncated {
+		v.Notice = fmt.Sprintf("This record has more than %d versions; the oldest %d are shown. The API pages through all of them.", maxHistoryVersions, len(hist.Versions))
+	}
 	v.Data = d
 	return h.render(c, s, fiber.StatusOK, "history", v)
 }

@@ -85,6 +85,8 @@ type Resolution struct {
 type ReviewStore interface {
 	// History returns every accepted version of a record, oldest first.
 	History(ctx context.Context, key Key) ([]Version, error)
+	// HistoryPage returns up to limit versions (0: all) after seq after.
+	HistoryPage(ctx context.Context, key Key, after int64, limit int) ([]Version, error)
 	Conflicts(ctx context.Context, f ConflictFilter) ([]StoredConflict, error)
 	Conflict(ctx context.Context, id string) (*StoredConflict, error)
 	Rejections(ctx context.Context, f RejectionFilter) ([]StoredRejection, error)

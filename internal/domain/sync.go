@@ -143,6 +143,7 @@ type PullResponse struct {
 // Version is one entry of a record's history: the state after one accepted
 // change, who wrote it and what the merge did.
 type Version struct {
+	Seq        int64 // position in the history table (set when read back)
 	Key        Key
 	ChangeID   string
 	Subject    string // the authenticated writer (device id or user)

@@ -72,8 +72,21 @@ type FieldRule struct {
 	Rule  merge.Rule
 }
 
-// History returns every version of a record, oldest first.
-func (s *Service) History(ctx context.Context, id domain.Identity, key domain.Key) ([]VersionView, error) {
+// History returns up to limit versions of a record after the version at
+// seq after, oldest first, and whether more follow.
+func (s *Service) History(ctx context.Context, id domain.Identity, key domain.Key, after int64, limit int) ([]VersionView, bool, error) {
+	vs, err := s.history(ctx, id, key, after, limit+1)
+	if err != nil {
+		return nil, false, err
+	}
+	more := len(vs) > limit
+	if more {
+		vs = vs[:limit]
+	}
+	return vs, more, nil
+}
+
+func (s *Service) history(ctx context.Context, id domain.Identity, key domain.Key, after int64, limit int) ([]VersionView, error) {
 	if err := reviewer(id); err != nil {
 		return nil, err
 	}
@@ -89,7 +102,7 @@ func (s *Service) History(ctx context.Context, id domain.Identity, key domain.Ke
 	if cur == nil || !id.CanRead(key.Collection, cur.Owner) {
 		return nil, notFound
 	}
-	versions, err := s.store.History(ctx, key)
+	versions, err := s.store.HistoryPage(ctx, key, after, limit)
 	if err != nil {
 		return nil, err
 	}

@@ -100,20 +100,31 @@ func getJSON(ctx context.Context, base, path, token string, out any) error {
 
 // history reads a record's versions.
 func history(ctx context.Context, base, token, collection, id string) ([]version, error) {
-	var h struct {
-		Versions []version `json:"versions"`
-	}
-	if err := getJSON(ctx, base, "/v1/records/"+collection+"/"+url.PathEscape(id)+"/history", token, &h); err != nil {
-		return nil, err
-	}
-	for i := range h.Versions {
-		var rec merge.Record
-		if err := rec.UnmarshalJSON(h.Versions[i].State); err != nil {
-			return nil, fmt.Errorf("sim: history of %s/%s: %w", collection, id, err)
+	var all []version
+	cursor := ""
+	for {
+		var h struct {
+			Versions []version `json:"versions"`
+			Cursor   string    `json:"cursor"`
+			HasMore  bool      `json:"has_more"`
 		}
-		h.Versions[i].state = &rec
+		if err := getJSON(ctx, base, "/v1/records/"+collection+"/"+url.PathEscape(id)+"/history?limit=1000&cursor="+url.QueryEscape(cursor), token, &h); err != nil {
+			return nil, err
+		}
+		for i := range h.Versions {
+			var rec merge.Record
+			if err := rec.UnmarshalJSON(h.Versions[i].State); err != nil {
+				return nil, fmt.Errorf("sim: history of %s/%s: %w", collection, id, err)
+			}
+			h.Versions[i].state = &rec
+			h.Versions[i].State = nil // decoded; the bytes are not needed again
+		}
+		all = append(all, h.Versions...)
+		if !h.HasMore {
+			return all, nil
+		}
+		cursor = h.Cursor
 	}
-	return h.Versions, nil
 }
 
 type listedConflict struct {

@@ -32,10 +32,22 @@ type versionRow struct {
 
 // History returns every accepted version of a record, oldest first.
 func (s *Store) History(ctx context.Context, key domain.Key) ([]domain.Version, error) {
-	var rows []versionRow
-	if err := s.db.WithContext(ctx).Raw(`SELECT seq, collection, record_id, change_id, subject, node, dot, hlc, clamped, outcome,
+	return s.HistoryPage(ctx, key, 0, 0)
+}
+
+// HistoryPage returns up to limit versions of a record (0: all) after the
+// version at seq after, oldest first.
+func (s *Store) HistoryPage(ctx context.Context, key domain.Key, after int64, limit int) ([]domain.Version, error) {
+	q := `SELECT seq, collection, record_id, change_id, subject, node, dot, hlc, clamped, outcome,
 			change, state, conflicts, received_at
-		FROM record_versions WHERE collection = ? AND record_id = ? ORDER BY seq`, key.Collection, key.ID).Scan(&rows).Error; err != nil {
+		FROM record_versions WHERE collection = ? AND record_id = ? AND seq > ? ORDER BY seq`
+	args := []any{key.Collection, key.ID, after}
+	if limit > 0 {
+		q += " LIMIT ?"
+		args = append(args, limit)
+	}
+	var rows []versionRow
+	if err := s.db.WithContext(ctx).Raw(q, args...).Scan(&rows).Error; err != nil {
 		return nil, fmt.Errorf("store: history of %s: %w", key, translate(err))
 	}
 	out := make([]domain.Version, len(rows))
@@ -53,7 +65,7 @@ func (s *Store) History(ctx context.Context, key domain.Key) ([]domain.Version, 
 			return nil, fmt.Errorf("store: history of %s: hlc of %s: %w", key, r.ChangeID, err)
 		}
 		out[i] = domain.Version{
-			Key: key, ChangeID: r.ChangeID, Subject: r.Subject, Node: vv.NodeID(r.Node), Dot: uint64(r.Dot),
+			Seq: r.Seq, Key: key, ChangeID: r.ChangeID, Subject: r.Subject, Node: vv.NodeID(r.Node), Dot: uint64(r.Dot),
 			HLC: stamp, Clamped: r.Clamped, Outcome: merge.Outcome(r.Outcome), Change: ch, Record: &rec,
 			Conflicts: r.Conflicts, ReceivedAt: r.ReceivedAt.UTC(),
 		}
