@@ -22,15 +22,38 @@ import (
 // COMMITTED and relies on Lock's advisory locks; on SQLite the transaction
 // begins IMMEDIATE, so it holds the database's single write lock throughout.
 func (s *Store) Push(ctx context.Context, fn func(tx domain.PushTx) error) error {
+	var written []cachedWrite
 	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		return fn(&pushTx{tx: tx, dialect: s.dialect})
+		t := &pushTx{tx: tx, dialect: s.dialect, cache: s.cache}
+		if err := fn(t); err != nil {
+			return err
+		}
+		written = t.written
+		return nil
 	})
-	return translate(err)
+	if err != nil {
+		return translate(err)
+	}
+	// Only committed states enter the cache: on SQLite a rolled-back
+	// position is given again to the next write.
+	for _, w := range written {
+		s.cache.put(w.key, w.at, w.rec)
+	}
+	return nil
+}
+
+// cachedWrite is a state a push wrote, at its new feed position.
+type cachedWrite struct {
+	key domain.Key
+	at  domain.Cursor
+	rec *merge.Record
 }
 
 type pushTx struct {
 	tx      *gorm.DB
 	dialect Dialect
+	cache   *recordCache
+	written []cachedWrite
 }
 
 type recordRow struct {
@@ -44,17 +67,25 @@ type recordRow struct {
 	UpdatedAt  time.Time
 }
 
-func (r *recordRow) stored() (domain.StoredRecord, error) {
-	var rec merge.Record
-	if err := rec.UnmarshalJSON([]byte(r.State)); err != nil {
-		return domain.StoredRecord{}, fmt.Errorf("store: record %s/%s: %w", r.Collection, r.ID, err)
-	}
+func (r *recordRow) stored() (domain.StoredRecord, error) { return r.storedVia(nil) }
+
+// storedVia is stored with decoded records taken from and kept in c.
+func (r *recordRow) storedVia(c *recordCache) (domain.StoredRecord, error) {
 	cur, err := r.cursor()
 	if err != nil {
 		return domain.StoredRecord{}, err
 	}
+	key := domain.Key{Collection: r.Collection, ID: r.ID}
+	rec := c.get(key, cur)
+	if rec == nil {
+		rec = new(merge.Record)
+		if err := rec.UnmarshalJSON([]byte(r.State)); err != nil {
+			return domain.StoredRecord{}, fmt.Errorf("store: record %s/%s: %w", r.Collection, r.ID, err)
+		}
+		c.put(key, cur, rec)
+	}
 	return domain.StoredRecord{
-		Record: &rec, Collection: r.Collection, ID: r.ID,
+		Record: rec, Collection: r.Collection, ID: r.ID,
 		Owner:     domain.Owner{Unit: r.Unit, Contingent: r.Contingent},
 		Cursor:    cur,
 		UpdatedAt: r.UpdatedAt.UTC(),
@@ -123,7 +154,7 @@ func (t *pushTx) Lock(ctx context.Context, keys []domain.Key) (map[domain.Key]do
 		return nil, fmt.Errorf("store: load records: %w", translate(err))
 	}
 	for i := range rows {
-		sr, err := rows[i].stored()
+		sr, err := rows[i].storedVia(t.cache)
 		if err != nil {
 			return nil, err
 		}
@@ -234,28 +265,11 @@ func (t *pushTx) Write(ctx context.Context, w domain.PushWrites) error {
 	// Settlements first: they close the conflicts open before this push;
 	// the push's own reports (already cleared of any a later change in
 	// the push settled) are recorded after them.
-	for _, st := range w.Settlements {
-		if err := tx.Exec(`UPDATE conflicts SET status = 'resolved', resolution = 'superseded', resolved_by = ?, resolved_at = ?, updated_at = ?
-			WHERE collection = ? AND record_id = ? AND field = ? AND status = 'open'`,
-			string(st.Node), st.At, st.At, st.Key.Collection, st.Key.ID, st.Field).Error; err != nil {
-			return fmt.Errorf("store: settle conflict: %w", translate(err))
-		}
+	if err := settle(tx, w.Settlements); err != nil {
+		return err
 	}
-	for _, c := range w.Conflicts {
-		vals, err := json.Marshal(conflictValues(c.Values))
-		if err != nil {
-			return err
-		}
-		if err := tx.Exec(`INSERT INTO conflicts (id, collection, record_id, field, rule, review_required, vals, kept, status,
-				unit, contingent, change_id, created_at, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'open', ?, ?, ?, ?, ?)
-			ON CONFLICT (collection, record_id, field) WHERE status = 'open' DO UPDATE SET
-				rule = excluded.rule, review_required = excluded.review_required, vals = excluded.vals,
-				kept = excluded.kept, change_id = excluded.change_id, updated_at = excluded.updated_at`,
-			uuid.NewString(), c.Collection, c.RecordID, c.Field, string(c.Rule), c.ReviewRequired, string(vals), c.Kept,
-			c.Owner.Unit, c.Owner.Contingent, c.ChangeID, c.At, c.At).Error; err != nil {
-			return fmt.Errorf("store: conflict: %w", translate(err))
-		}
+	if err := upsertConflicts(tx, w.Conflicts); err != nil {
+		return err
 	}
 	for _, st := range w.Settlements {
 		detail.Settled = append(detail.Settled, st.Key.String()+"/"+st.Field)
@@ -320,10 +334,29 @@ func (t *pushTx) writeRecords(tx *gorm.DB, recs []domain.StoredRecord) error {
 	for i, r := range recs {
 		rows[i] = []any{r.Record.Collection, r.Record.ID, r.Owner.Unit, r.Owner.Contingent, string(r.Record.AppendJSON(nil)), r.Record.Deleted(), now}
 	}
+	byKey := make(map[domain.Key]*merge.Record, len(recs))
+	for _, r := range recs {
+		byKey[domain.Key{Collection: r.Record.Collection, ID: r.Record.ID}] = r.Record
+	}
 	if t.dialect == Postgres {
-		return insertRows(tx, "records", cols, rows, ` ON CONFLICT (collection, id) DO UPDATE SET
+		// RETURNING gives each state's new feed position, for the cache.
+		var pos []recordRow
+		err := insertRowsReturning(tx, "records", cols, rows, ` ON CONFLICT (collection, id) DO UPDATE SET
 			state = excluded.state, deleted = excluded.deleted, updated_at = excluded.updated_at,
-			txid = pg_current_xact_id(), seq = nextval('feed_seq')`)
+			txid = pg_current_xact_id(), seq = nextval('feed_seq')
+			RETURNING collection, id, txid::text AS txid, seq`, &pos)
+		if err != nil {
+			return err
+		}
+		for i := range pos {
+			at, err := pos[i].cursor()
+			if err != nil {
+				return err
+			}
+			key := domain.Key{Collection: pos[i].Collection, ID: pos[i].ID}
+			t.written = append(t.written, cachedWrite{key: key, at: at, rec: byKey[key]})
+		}
+		return nil
 	}
 	var top int64
 	if err := tx.Raw(`SELECT COALESCE(MAX(seq), 0) FROM records`).Scan(&top).Error; err != nil {
@@ -332,9 +365,73 @@ func (t *pushTx) writeRecords(tx *gorm.DB, recs []domain.StoredRecord) error {
 	cols = append(cols, "seq")
 	for i := range rows {
 		rows[i] = append(rows[i], top+int64(i)+1)
+		key := domain.Key{Collection: recs[i].Record.Collection, ID: recs[i].Record.ID}
+		t.written = append(t.written, cachedWrite{key: key, at: domain.Cursor{Seq: domain.Seq(top + int64(i) + 1)}, rec: recs[i].Record})
 	}
 	return insertRows(tx, "records", cols, rows, ` ON CONFLICT (collection, id) DO UPDATE SET
 		state = excluded.state, deleted = excluded.deleted, updated_at = excluded.updated_at, seq = excluded.seq`)
+}
+
+// settle closes the open conflicts of the settled fields: one statement
+// per settling node (a push has one), not one per field.
+func settle(tx *gorm.DB, sts []domain.Settlement) error {
+	byNode := map[string][][]any{}
+	at := map[string]any{}
+	var nodes []string
+	for _, st := range sts {
+		n := string(st.Node)
+		if _, ok := byNode[n]; !ok {
+			nodes = append(nodes, n)
+			at[n] = st.At
+		}
+		byNode[n] = append(byNode[n], []any{st.Key.Collection, st.Key.ID, st.Field})
+	}
+	chunk := 30000 / 3
+	if tx.Dialector.Name() == "sqlite" {
+		chunk = 120 / 3
+	}
+	for _, n := range nodes {
+		keys := byNode[n]
+		for start := 0; start < len(keys); start += chunk {
+			part := keys[start:min(len(keys), start+chunk)]
+			if err := tx.Exec(`UPDATE conflicts SET status = 'resolved', resolution = 'superseded', resolved_by = ?, resolved_at = ?, updated_at = ?
+				WHERE status = 'open' AND (collection, record_id, field) IN ?`, n, at[n], at[n], part).Error; err != nil {
+				return fmt.Errorf("store: settle conflicts: %w", translate(err))
+			}
+		}
+	}
+	return nil
+}
+
+// upsertConflicts records conflict reports with multi-row upserts: a new
+// open conflict per field, or the open one's values replaced. A field
+// reported twice in one push keeps its last report (a later change of the
+// push saw more), since one statement may not touch a row twice.
+func upsertConflicts(tx *gorm.DB, reports []domain.ConflictReport) error {
+	if len(reports) == 0 {
+		return nil
+	}
+	type fieldKey struct{ collection, record, field string }
+	last := map[fieldKey]int{}
+	for i, c := range reports {
+		last[fieldKey{c.Collection, c.RecordID, c.Field}] = i
+	}
+	var rows [][]any
+	for i, c := range reports {
+		if last[fieldKey{c.Collection, c.RecordID, c.Field}] != i {
+			continue
+		}
+		vals, err := json.Marshal(conflictValues(c.Values))
+		if err != nil {
+			return err
+		}
+		rows = append(rows, []any{uuid.NewString(), c.Collection, c.RecordID, c.Field, string(c.Rule), c.ReviewRequired, string(vals), c.Kept, "open",
+			c.Owner.Unit, c.Owner.Contingent, c.ChangeID, c.At, c.At})
+	}
+	return insertRows(tx, "conflicts", []string{"id", "collection", "record_id", "field", "rule", "review_required", "vals", "kept", "status",
+		"unit", "contingent", "change_id", "created_at", "updated_at"}, rows, ` ON CONFLICT (collection, record_id, field) WHERE status = 'open' DO UPDATE SET
+			rule = excluded.rule, review_required = excluded.review_required, vals = excluded.vals,
+			kept = excluded.kept, change_id = excluded.change_id, updated_at = excluded.updated_at`)
 }
 
 // insertRows inserts rows with multi-row VALUES statements, chunked to stay
@@ -342,6 +439,12 @@ func (t *pushTx) writeRecords(tx *gorm.DB, recs []domain.StoredRecord) error {
 // parameter by scanning every argument (quadratic in the argument count), so
 // SQLite statements stay small: a few rows each, in-process and cheap.
 func insertRows(tx *gorm.DB, table string, cols []string, rows [][]any, suffix string) error {
+	return insertRowsReturning[struct{}](tx, table, cols, rows, suffix, nil)
+}
+
+// insertRowsReturning is insertRows for statements with a RETURNING
+// clause: each chunk's rows are appended to dest.
+func insertRowsReturning[T any](tx *gorm.DB, table string, cols []string, rows [][]any, suffix string, dest *[]T) error {
 	maxParams := 30000
 	if tx.Dialector.Name() == "sqlite" {
 		maxParams = 128
@@ -361,6 +464,14 @@ func insertRows(tx *gorm.DB, table string, cols []string, rows [][]any, suffix s
 			args = append(args, rows[i]...)
 		}
 		sb.WriteString(suffix)
+		if dest != nil {
+			var got []T
+			if err := tx.Raw(sb.String(), args...).Scan(&got).Error; err != nil {
+				return fmt.Errorf("store: insert %s: %w", table, translate(err))
+			}
+			*dest = append(*dest, got...)
+			continue
+		}
 		if err := tx.Exec(sb.String(), args...).Error; err != nil {
 			return fmt.Errorf("store: insert %s: %w", table, translate(err))
 		}

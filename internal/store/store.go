@@ -41,10 +41,15 @@ type Options struct {
 	BusyTimeout  time.Duration // SQLite busy timeout (default 5 s)
 }
 
+// recordCacheSize bounds the decoded records a process keeps (a few KiB
+// each).
+const recordCacheSize = 20_000
+
 // Store is a fieldsync database.
 type Store struct {
 	db      *gorm.DB
 	dialect Dialect
+	cache   *recordCache // decoded records of the push path
 }
 
 // DialectOf returns the engine a database URL names: postgres:// and
@@ -118,7 +123,7 @@ func Open(ctx context.Context, dsn string, opt Options) (*Store, error) {
 		// lock timing.
 		sqlDB.SetMaxOpenConns(1)
 	}
-	s := &Store{db: db, dialect: d}
+	s := &Store{db: db, dialect: d, cache: newRecordCache(recordCacheSize)}
 	if err := s.Ping(ctx); err != nil {
 		_ = s.Close()
 		return nil, err

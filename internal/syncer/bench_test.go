@@ -105,6 +105,58 @@ func BenchmarkPushConcurrent(b *testing.B) {
 	})
 }
 
+// BenchmarkPushConflicts is concurrent edits of shared records: 8 devices
+// of one unit, each pushing batches of 100 edits to the same 100 patrol
+// logs without having seen the others' edits, so nearly every change merges
+// and updates a conflict on the fields it writes.
+func BenchmarkPushConflicts(b *testing.B) {
+	eachDB(b, func(b *testing.B, db dbtest.DB) {
+		s := newBenchService(b, db)
+		const devices, logs = 8, 100
+		if _, err := s.Push(context.Background(), device("dev-seed", "KEN-3"), logBatch("dev-seed", "shared", logs)); err != nil {
+			b.Fatal(err)
+		}
+		counter := make([]uint64, devices)
+		batch := func(d int) []json.RawMessage {
+			node := fmt.Sprintf("dev-c%d", d)
+			counter[d]++
+			out := make([]json.RawMessage, logs)
+			for i := range out {
+				out[i] = change(fmt.Sprintf("c-%s-%d-%d", node, counter[d], i), "patrol_logs", fmt.Sprintf("shared-%d", i),
+					map[string]uint64{node: counter[d]}, node, map[string]any{"unit": "KEN-3", "status": "active", "route": fmt.Sprintf("route %d by %s", counter[d], node), "members_count": int(counter[d])})
+			}
+			return out
+		}
+		b.ResetTimer()
+		var wg sync.WaitGroup
+		errs := make(chan error, devices)
+		for d := 0; d < devices; d++ {
+			wg.Add(1)
+			go func(d int) {
+				defer wg.Done()
+				dev := device(fmt.Sprintf("dev-c%d", d), "KEN-3")
+				for i := d; i < b.N; i += devices {
+					resp, err := s.Push(context.Background(), dev, batch(d))
+					if err != nil {
+						errs <- err
+						return
+					}
+					if st := resp.Results[0].Status; st != merge.Merged && st != merge.Applied {
+						errs <- fmt.Errorf("status %s (%s)", st, resp.Results[0].Code)
+						return
+					}
+				}
+			}(d)
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(b.N*logs)/b.Elapsed().Seconds(), "records/s")
+	})
+}
+
 // seed5000 pushes 5,000 patrol logs of one device, the data set both read
 // benchmarks page through.
 func seed5000(b *testing.B, db dbtest.DB) (*syncer.Service, domain.Identity) {
