@@ -49,7 +49,7 @@ func (s *Store) Pull(ctx context.Context, after domain.Cursor, limit int, f doma
 		var rows []recordRow
 		q := `SELECT ` + s.dialect.recordColumns() + ` FROM records
 			WHERE (txid, seq) > (?::xid8, ?) AND txid < ?::xid8` + where + `
-			ORDER BY txid, seq LIMIT ?`
+			ORDER BY records.txid, records.seq LIMIT ?`
 		qargs := append(append([]any{fmt.Sprint(after.TxID), int64(after.Seq), horizon}, args...), limit+1)
 		if err := db.Raw(q, qargs...).Scan(&rows).Error; err != nil {
 			return nil, false, fmt.Errorf("store: pull: %w", translate(err))

@@ -62,7 +62,7 @@ type recordRow struct {
 	Unit       string
 	Contingent string
 	State      string
-	Txid       string
+	FeedTxid   string // the writing transaction's id as text ("0" on SQLite)
 	Seq        int64
 	UpdatedAt  time.Time
 }
@@ -94,21 +94,27 @@ func (r *recordRow) storedVia(c *recordCache) (domain.StoredRecord, error) {
 
 func (r *recordRow) cursor() (domain.Cursor, error) {
 	var tx uint64
-	if r.Txid != "" {
+	if r.FeedTxid != "" {
 		var err error
-		if tx, err = strconv.ParseUint(r.Txid, 10, 64); err != nil {
-			return domain.Cursor{}, fmt.Errorf("store: record %s/%s: txid %q", r.Collection, r.ID, r.Txid)
+		if tx, err = strconv.ParseUint(r.FeedTxid, 10, 64); err != nil {
+			return domain.Cursor{}, fmt.Errorf("store: record %s/%s: txid %q", r.Collection, r.ID, r.FeedTxid)
 		}
 	}
 	return domain.Cursor{TxID: tx, Seq: domain.Seq(r.Seq)}, nil
 }
 
-// recordColumns selects a record row; txid is 0 on SQLite.
+// recordColumns selects a record row; the txid is 0 on SQLite.
+//
+// The text form of txid must not be named txid: PostgreSQL resolves a bare
+// name in ORDER BY to an output column first, so "ORDER BY txid" would sort
+// the feed as text ("10000" before "9999") while the keyset WHERE compares
+// the xid8 column, and a pull would skip every record between the two
+// orders once transaction ids gain a digit.
 func (s Dialect) recordColumns() string {
 	if s == Postgres {
-		return "collection, id, unit, contingent, state, txid::text AS txid, seq, updated_at"
+		return "collection, id, unit, contingent, state, txid::text AS feed_txid, seq, updated_at"
 	}
-	return "collection, id, unit, contingent, state, '0' AS txid, seq, updated_at"
+	return "collection, id, unit, contingent, state, '0' AS feed_txid, seq, updated_at"
 }
 
 func sortKeys(keys []domain.Key) []domain.Key {
@@ -344,7 +350,7 @@ func (t *pushTx) writeRecords(tx *gorm.DB, recs []domain.StoredRecord) error {
 		err := insertRowsReturning(tx, "records", cols, rows, ` ON CONFLICT (collection, id) DO UPDATE SET
 			state = excluded.state, deleted = excluded.deleted, updated_at = excluded.updated_at,
 			txid = pg_current_xact_id(), seq = nextval('feed_seq')
-			RETURNING collection, id, txid::text AS txid, seq`, &pos)
+			RETURNING collection, id, txid::text AS feed_txid, seq`, &pos)
 		if err != nil {
 			return err
 		}

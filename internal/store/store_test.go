@@ -133,3 +133,58 @@ func TestRefreshRotationRetryAndReuse(t *testing.T) {
 		}
 	})
 }
+
+// The feed is ordered by transaction id as a number. Once ids gain a digit
+// (9,999 -> 10,000 in a busy week) a text order would put 10000 before
+// 9999 while the keyset comparison is numeric, and pulls would skip every
+// record in between: a large simulation found exactly that.
+func TestFeedOrderSurvivesTransactionIDsGainingADigit(t *testing.T) {
+	db, ok := dbtest.Postgres(t)
+	if !ok {
+		t.Skip(dbtest.EnvURL + " is not set: the PostgreSQL suite runs in CI (CI=true makes it mandatory)")
+	}
+	ctx := context.Background()
+	// Pairs around each power of ten below the cluster's current id (rows
+	// above it would wait for their transaction to end).
+	var cur uint64
+	if err := db.Store.DB().Raw(`SELECT pg_current_xact_id()::text::bigint`).Scan(&cur).Error; err != nil {
+		t.Fatal(err)
+	}
+	var txids []int
+	for p := 10; uint64(p) < cur; p *= 10 {
+		txids = append(txids, p-1, p)
+	}
+	if len(txids) < 4 {
+		t.Fatalf("the cluster's transaction id %d is too young for this test", cur)
+	}
+	for i, x := range txids {
+		state := fmt.Sprintf(`{"collection":"corridors","id":"c%d","vv":{"dev-a":1},"fields":{},"clocks":{},"deleted":false}`, i)
+		if err := db.Store.DB().Exec(`INSERT INTO records (collection, id, state, txid, updated_at) VALUES ('corridors', ?, ?, ?::xid8, now())`,
+			fmt.Sprintf("c%d", i), state, fmt.Sprint(x)).Error; err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, limit := range []int{1, 3, 100} {
+		var got []uint64
+		var after domain.Cursor
+		for page := 0; ; page++ {
+			recs, more, err := db.Store.Pull(ctx, after, limit, domain.PullFilter{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range recs {
+				got = append(got, r.Cursor.TxID)
+				after = r.Cursor
+			}
+			if !more {
+				break
+			}
+			if page > 50 {
+				t.Fatal("the pull does not end")
+			}
+		}
+		if fmt.Sprint(got) != fmt.Sprint(txids) {
+			t.Fatalf("pages of %d served transaction ids %v, want %v", limit, got, txids)
+		}
+	}
+}
