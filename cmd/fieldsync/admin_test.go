@@ -91,7 +91,7 @@ func TestSimCommandReportsConvergence(t *testing.T) {
 		}
 		t.Log(out)
 		for _, want := range []string{"seed 3", "divergent 0, missing 0, pending 0", "server restarts 1",
-			"lost 0, unexpected 0, duplicated 0, never read 0", "values lost 0", "conflicts unlisted 0, stale 0", "OK:"} {
+			"lost 0, unserved records 0, unexpected 0, duplicated 0, never read 0", "values lost 0", "conflicts unlisted 0, stale 0", "OK:"} {
 			if !strings.Contains(out, want) {
 				t.Fatalf("the sim report lacks %q:\n%s", want, out)
 			}

@@ -41,6 +41,9 @@ type Audit struct {
 	// Duplicated: changes in more than one version. NeverRead: (device,
 	// version) pairs in the device's scope its replica has not seen.
 	Lost, Unexpected, Duplicated, NeverRead int
+	// Unserved: records a device wrote (and the server accepted) that a
+	// full pull of the feed did not serve.
+	Unserved int
 	// ValuesLost: written field values that are neither in the state
 	// (kept or a sibling) nor replaced by a later write of the field that
 	// had seen them.
@@ -61,7 +64,7 @@ func (a *Audit) problem(format string, args ...any) {
 
 // OK reports whether the check found nothing wrong.
 func (a *Audit) OK() bool {
-	return a.Lost == 0 && a.Unexpected == 0 && a.Duplicated == 0 && a.NeverRead == 0 && a.ValuesLost == 0 &&
+	return a.Lost == 0 && a.Unserved == 0 && a.Unexpected == 0 && a.Duplicated == 0 && a.NeverRead == 0 && a.ValuesLost == 0 &&
 		a.ConflictsUnlisted == 0 && a.ConflictsStale == 0
 }
 
@@ -71,9 +74,9 @@ func (a *Audit) String() string {
 		rules = append(rules, fmt.Sprintf("%s %d", r, n))
 	}
 	sort.Strings(rules)
-	return fmt.Sprintf("acknowledged-set check: %d versions; lost %d, unexpected %d, duplicated %d, never read %d; "+
+	return fmt.Sprintf("acknowledged-set check: %d versions; lost %d, unserved records %d, unexpected %d, duplicated %d, never read %d; "+
 		"values lost %d; conflicts unlisted %d, stale %d; conflicts by rule: %v",
-		a.Versions, a.Lost, a.Unexpected, a.Duplicated, a.NeverRead, a.ValuesLost, a.ConflictsUnlisted, a.ConflictsStale, rules)
+		a.Versions, a.Lost, a.Unserved, a.Unexpected, a.Duplicated, a.NeverRead, a.ValuesLost, a.ConflictsUnlisted, a.ConflictsStale, rules)
 }
 
 // getJSON reads one JSON document from the server as token.
@@ -234,6 +237,14 @@ func audit(ctx context.Context, cfg Config, server map[string]*merge.Record, wro
 		if n > 1 {
 			a.Duplicated++
 			a.problem("duplicated: change %s is in %d versions", id, n)
+		}
+	}
+	unserved := map[string]bool{}
+	for id, status := range acks {
+		if w, ok := wrote[id]; ok && (status == string(merge.Applied) || status == string(merge.Merged)) && server[w.key] == nil && !unserved[w.key] {
+			unserved[w.key] = true
+			a.Unserved++
+			a.problem("unserved: %s was accepted but the feed never served it", w.key)
 		}
 	}
 	for id, status := range acks {
