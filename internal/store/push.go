@@ -203,8 +203,16 @@ func (t *pushTx) Seen(ctx context.Context, subject string, ids []string) (map[st
 		return out, nil
 	}
 	var rows []seenRow
-	if err := t.tx.WithContext(ctx).Raw(`SELECT subject, change_id, collection, record_id, status, code, message, clamped
-		FROM seen_changes WHERE subject = ? AND change_id IN ?`, subject, ids).Scan(&rows).Error; err != nil {
+	q, arg := `SELECT subject, change_id, collection, record_id, status, code, message, clamped
+		FROM seen_changes WHERE subject = ? AND change_id IN ?`, any(ids)
+	if t.dialect == Postgres {
+		// One array parameter: an IN list of 100 parameters was re-built
+		// and compared on every row of the device's history whenever the
+		// planner lacked statistics.
+		q, arg = `SELECT subject, change_id, collection, record_id, status, code, message, clamped
+		FROM seen_changes WHERE subject = ? AND change_id = ANY(?::text[])`, arrayLiteral(ids)
+	}
+	if err := t.tx.WithContext(ctx).Raw(q, subject, arg).Scan(&rows).Error; err != nil {
 		return nil, fmt.Errorf("store: seen changes: %w", translate(err))
 	}
 	for _, r := range rows {

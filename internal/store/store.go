@@ -42,8 +42,9 @@ type Options struct {
 }
 
 // recordCacheSize bounds the decoded records a process keeps (a few KiB
-// each).
-const recordCacheSize = 20_000
+// each): enough for the hot records it is for (shared logs, corridors)
+// without growing the server's memory by tens of MiB.
+const recordCacheSize = 2_000
 
 // Store is a fieldsync database.
 type Store struct {
