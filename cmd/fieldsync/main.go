@@ -51,6 +51,8 @@ usage:
   fieldsync audit checkpoint print a signed head of the audit chain, to keep off the server
   fieldsync sim [-devices 20 -edits 100 -faults 0.1 -seed N]
                              simulated devices through a faulty link; checks convergence
+  fieldsync bench [-records 100000 -push-batches 125 -devices 8 -json] [-load]
+                             measure the server against the raw limits of its database; -load: the load test
   fieldsync version          print the version
 
 Run "fieldsync serve -h" for the flags and their FIELDSYNC_* variables.
@@ -86,6 +88,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return auditCmd(ctx, args[1:], getenv, stdout, stderr)
 	case "sim":
 		return simCmd(ctx, args[1:], getenv, stdout, stderr)
+	case "bench":
+		return benchCmd(ctx, args[1:], getenv, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "fieldsync", Version)
 		return nil
