@@ -141,7 +141,7 @@ func (r *Report) Print(w io.Writer) {
 	fmt.Fprintf(w, "fieldsync bench: %s, %s; %d devices × %d pushes of %d changes per workload; initial sync of %d records in pages of %d\n\n",
 		r.Dialect, where, r.Devices, r.PushBatches, r.Batch, r.PulledRecords, r.Page)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "%-34s\tfieldsync\traw limit\tratio\ttarget\t\t\n", "figure")
+	fmt.Fprintf(tw, "%-38s\tfieldsync\traw limit\tratio\ttarget\t\t\n", "figure")
 	for _, f := range r.Figures {
 		raw, ratio := "", ""
 		if f.Raw > 0 {
@@ -157,7 +157,7 @@ func (r *Report) Print(w io.Writer) {
 				verdict = "met"
 			}
 		}
-		fmt.Fprintf(tw, "%-34s\t%s\t%s\t%s\t%s\t%s\t\n", f.Name, num(f.Value, f.Unit), raw, ratio, f.Target, verdict)
+		fmt.Fprintf(tw, "%-38s\t%s\t%s\t%s\t%s\t%s\t\n", f.Name, num(f.Value, f.Unit), raw, ratio, f.Target, verdict)
 	}
 	tw.Flush()
 
