@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"gorm.io/gorm"
+
 	"github.com/fieldsync/fieldsync/internal/domain"
 	"github.com/fieldsync/fieldsync/sync/hlc"
 	"github.com/fieldsync/fieldsync/sync/merge"
@@ -179,8 +181,13 @@ func (s *Store) Conflicts(ctx context.Context, f domain.ConflictFilter) ([]domai
 
 // Conflict returns one conflict, nil when there is none.
 func (s *Store) Conflict(ctx context.Context, id string) (*domain.StoredConflict, error) {
+	return conflictByID(s.db.WithContext(ctx), id)
+}
+
+// conflictByID reads one conflict through db (the store or a transaction).
+func conflictByID(db *gorm.DB, id string) (*domain.StoredConflict, error) {
 	var rows []conflictRow
-	if err := s.db.WithContext(ctx).Raw(`SELECT `+conflictColumns+` FROM conflicts WHERE id = ?`, id).Scan(&rows).Error; err != nil {
+	if err := db.Raw(`SELECT `+conflictColumns+` FROM conflicts WHERE id = ?`, id).Scan(&rows).Error; err != nil {
 		return nil, fmt.Errorf("store: conflict: %w", translate(err))
 	}
 	if len(rows) == 0 {
@@ -317,15 +324,7 @@ func (s *Store) OpenConflictCounts(ctx context.Context, collection string, ids [
 
 // Conflict reads a conflict in the push transaction.
 func (t *pushTx) Conflict(ctx context.Context, id string) (*domain.StoredConflict, error) {
-	var rows []conflictRow
-	if err := t.tx.WithContext(ctx).Raw(`SELECT `+conflictColumns+` FROM conflicts WHERE id = ?`, id).Scan(&rows).Error; err != nil {
-		return nil, fmt.Errorf("store: conflict: %w", translate(err))
-	}
-	if len(rows) == 0 {
-		return nil, nil
-	}
-	c, err := rows[0].conflict()
-	return &c, err
+	return conflictByID(t.tx.WithContext(ctx), id)
 }
 
 // EntriesOf returns the entries whose patrol_id is logID, by id.
