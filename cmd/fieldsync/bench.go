@@ -200,21 +200,12 @@ func openBenchTarget(ctx context.Context, cfg config.Config, servers int, extern
 	if servers > 1 && store.DialectOf(cfg.DatabaseURL) != store.Postgres {
 		return nil, errors.New("several server processes share a PostgreSQL database: set FIELDSYNC_DATABASE_URL to a postgres:// URL")
 	}
-	st, err := store.Open(ctx, cfg.DatabaseURL, store.Options{})
+	st, ring, err := prepareDatabase(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
-	t := &benchTarget{store: st, stops: []func(){func() { _ = st.Close() }}}
+	t := &benchTarget{store: st, ring: ring, stops: []func(){func() { _ = st.Close() }}}
 	fail := func(err error) (*benchTarget, error) { t.close(); return nil, err }
-	if _, err := st.Migrate(ctx); err != nil {
-		return fail(err)
-	}
-	if t.ring, err = auth.NewKeyring(ctx, st, auth.Config{Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience}); err != nil {
-		return fail(err)
-	}
-	if err := t.ring.EnsureSigningKey(ctx); err != nil {
-		return fail(err)
-	}
 	switch {
 	case external != "":
 		t.urls = []string{external}
@@ -234,11 +225,7 @@ func openBenchTarget(ctx context.Context, cfg config.Config, servers int, extern
 			return fail(fmt.Errorf("in-process server: %w", err))
 		}
 	default:
-		procs, err := startServers(ctx, servers, []string{
-			"FIELDSYNC_DATABASE_URL=" + cfg.DatabaseURL, "FIELDSYNC_JWT_ISSUER=" + cfg.JWTIssuer, "FIELDSYNC_JWT_AUDIENCE=" + cfg.JWTAudience,
-			"FIELDSYNC_DB_MAX_CONNS=" + strconv.Itoa(cfg.DBMaxConns),
-			"FIELDSYNC_RATE_LIMIT_DEVICE=0", "FIELDSYNC_RATE_LIMIT_SUPERVISOR=0", "FIELDSYNC_RATE_LIMIT_PARTNER=0",
-		})
+		procs, err := startServers(ctx, servers, floodEnv(cfg, "FIELDSYNC_DB_MAX_CONNS="+strconv.Itoa(cfg.DBMaxConns)))
 		if err != nil {
 			return fail(err)
 		}

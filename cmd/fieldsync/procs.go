@@ -10,6 +10,10 @@ import (
 	"os/exec"
 	"syscall"
 	"time"
+
+	"github.com/fieldsync/fieldsync/internal/auth"
+	"github.com/fieldsync/fieldsync/internal/config"
+	"github.com/fieldsync/fieldsync/internal/store"
 )
 
 // afterPushCommit is given to the syncer as its AfterCommit seam; nil in the
@@ -126,4 +130,38 @@ func (p *serverProcs) stop() {
 	for i := range p.cmds {
 		p.kill(i)
 	}
+}
+
+// prepareDatabase opens cfg's database, applies its migrations and makes
+// sure it holds a signing key: what a command that starts its own servers
+// (sim, bench) needs before it mints tokens. The caller closes the store.
+func prepareDatabase(ctx context.Context, cfg config.Config) (*store.Store, *auth.Keyring, error) {
+	st, err := store.Open(ctx, cfg.DatabaseURL, store.Options{})
+	if err != nil {
+		return nil, nil, err
+	}
+	ring, err := func() (*auth.Keyring, error) {
+		if _, err := st.Migrate(ctx); err != nil {
+			return nil, err
+		}
+		ring, err := auth.NewKeyring(ctx, st, auth.Config{Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience})
+		if err != nil {
+			return nil, err
+		}
+		return ring, ring.EnsureSigningKey(ctx)
+	}()
+	if err != nil {
+		_ = st.Close()
+		return nil, nil, err
+	}
+	return st, ring, nil
+}
+
+// floodEnv is the environment of server processes on cfg's database with
+// rate limits off: the simulator and the bench are floods by design.
+func floodEnv(cfg config.Config, extra ...string) []string {
+	return append([]string{
+		"FIELDSYNC_DATABASE_URL=" + cfg.DatabaseURL, "FIELDSYNC_JWT_ISSUER=" + cfg.JWTIssuer, "FIELDSYNC_JWT_AUDIENCE=" + cfg.JWTAudience,
+		"FIELDSYNC_RATE_LIMIT_DEVICE=0", "FIELDSYNC_RATE_LIMIT_SUPERVISOR=0", "FIELDSYNC_RATE_LIMIT_PARTNER=0",
+	}, extra...)
 }

@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/fieldsync/fieldsync/internal/auth"
 	"github.com/fieldsync/fieldsync/internal/config"
 	"github.com/fieldsync/fieldsync/internal/domain"
 	"github.com/fieldsync/fieldsync/internal/sim"
@@ -88,25 +87,12 @@ func runSimProcesses(ctx context.Context, cfg config.Config, sc sim.Config, serv
 	if servers > 1 && store.DialectOf(cfg.DatabaseURL) != store.Postgres {
 		return errors.New("several server processes share a PostgreSQL database: set FIELDSYNC_DATABASE_URL to a postgres:// URL")
 	}
-	st, err := store.Open(ctx, cfg.DatabaseURL, store.Options{})
+	st, ring, err := prepareDatabase(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	if _, err := st.Migrate(ctx); err != nil {
-		return err
-	}
-	ring, err := auth.NewKeyring(ctx, st, auth.Config{Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience})
-	if err != nil {
-		return err
-	}
-	if err := ring.EnsureSigningKey(ctx); err != nil {
-		return err
-	}
-	procs, err := startServers(ctx, servers, []string{
-		"FIELDSYNC_DATABASE_URL=" + cfg.DatabaseURL, "FIELDSYNC_JWT_ISSUER=" + cfg.JWTIssuer, "FIELDSYNC_JWT_AUDIENCE=" + cfg.JWTAudience,
-		"FIELDSYNC_RATE_LIMIT_DEVICE=0", "FIELDSYNC_RATE_LIMIT_SUPERVISOR=0", "FIELDSYNC_RATE_LIMIT_PARTNER=0",
-	})
+	procs, err := startServers(ctx, servers, floodEnv(cfg))
 	if err != nil {
 		return err
 	}

@@ -267,15 +267,7 @@ func (s *Store) Records(ctx context.Context, collection, unit, contingent, after
 	if err := s.db.WithContext(ctx).Raw(q, args...).Scan(&rows).Error; err != nil {
 		return nil, fmt.Errorf("store: records: %w", translate(err))
 	}
-	out := make([]domain.StoredRecord, len(rows))
-	for i := range rows {
-		sr, err := rows[i].stored()
-		if err != nil {
-			return nil, err
-		}
-		out[i] = sr
-	}
-	return out, nil
+	return storedRows(rows)
 }
 
 // EntryCounts counts the entries whose patrol_id is each of the logs.
@@ -338,6 +330,11 @@ func (s *Store) EntriesOf(ctx context.Context, logID string) ([]domain.StoredRec
 		WHERE collection = ? AND `+ref+` = ? ORDER BY id`, domain.PatrolEntries, logID).Scan(&rows).Error; err != nil {
 		return nil, fmt.Errorf("store: entries of %s: %w", logID, translate(err))
 	}
+	return storedRows(rows)
+}
+
+// storedRows decodes record rows.
+func storedRows(rows []recordRow) ([]domain.StoredRecord, error) {
 	out := make([]domain.StoredRecord, len(rows))
 	for i := range rows {
 		sr, err := rows[i].stored()
