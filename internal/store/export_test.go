@@ -7,6 +7,7 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/fieldsync/fieldsync/internal/audit"
+	"github.com/fieldsync/fieldsync/internal/domain"
 )
 
 // TamperedAudit runs mutate in a transaction, verifies the audit trail as
@@ -30,4 +31,19 @@ func (s *Store) TamperedAudit(ctx context.Context, mutate func(exec func(q strin
 		return rep, nil
 	}
 	return nil, err
+}
+
+// Statements of the push and pull paths, for the tests of their plans.
+const (
+	PgLoadRecords     = pgLoadRecords
+	PgSeenChanges     = pgSeenChanges
+	PgSettleConflicts = pgSettleConflicts
+)
+
+// PgPullSQL returns the page and probe statements of a pull with filter f
+// and the filter's parameters.
+func PgPullSQL(f domain.PullFilter) (page, probe string, args []any) {
+	where, args := filterSQL(f)
+	page, probe = pgPullSQL(where)
+	return page, probe, args
 }

@@ -151,12 +151,22 @@ func (t *pushTx) Lock(ctx context.Context, keys []domain.Key) (map[domain.Key]do
 			return nil, fmt.Errorf("store: lock records: %w", translate(err))
 		}
 	}
-	pairs := make([][]any, len(keys))
-	for i, k := range keys {
-		pairs[i] = []any{k.Collection, k.ID}
-	}
 	var rows []recordRow
-	if err := tx.Raw(`SELECT `+t.dialect.recordColumns()+` FROM records WHERE (collection, id) IN ?`, pairs).Scan(&rows).Error; err != nil {
+	var err error
+	if t.dialect == Postgres {
+		collections, ids := make([]string, len(keys)), make([]string, len(keys))
+		for i, k := range keys {
+			collections[i], ids[i] = k.Collection, k.ID
+		}
+		err = tx.Raw(pgLoadRecords, arrayLiteral(collections), arrayLiteral(ids)).Scan(&rows).Error
+	} else {
+		pairs := make([][]any, len(keys))
+		for i, k := range keys {
+			pairs[i] = []any{k.Collection, k.ID}
+		}
+		err = tx.Raw(`SELECT `+t.dialect.recordColumns()+` FROM records WHERE (collection, id) IN ?`, pairs).Scan(&rows).Error
+	}
+	if err != nil {
 		return nil, fmt.Errorf("store: load records: %w", translate(err))
 	}
 	for i := range rows {
@@ -203,16 +213,12 @@ func (t *pushTx) Seen(ctx context.Context, subject string, ids []string) (map[st
 		return out, nil
 	}
 	var rows []seenRow
-	q, arg := `SELECT subject, change_id, collection, record_id, status, code, message, clamped
-		FROM seen_changes WHERE subject = ? AND change_id IN ?`, any(ids)
+	q, args := `SELECT subject, change_id, collection, record_id, status, code, message, clamped
+		FROM seen_changes WHERE subject = ? AND change_id IN ?`, []any{subject, ids}
 	if t.dialect == Postgres {
-		// One array parameter: an IN list of 100 parameters was re-built
-		// and compared on every row of the device's history whenever the
-		// planner lacked statistics.
-		q, arg = `SELECT subject, change_id, collection, record_id, status, code, message, clamped
-		FROM seen_changes WHERE subject = ? AND change_id = ANY(?::text[])`, arrayLiteral(ids)
+		q, args = pgSeenChanges, []any{arrayLiteral(ids), subject}
 	}
-	if err := t.tx.WithContext(ctx).Raw(q, subject, arg).Scan(&rows).Error; err != nil {
+	if err := t.tx.WithContext(ctx).Raw(q, args...).Scan(&rows).Error; err != nil {
 		return nil, fmt.Errorf("store: seen changes: %w", translate(err))
 	}
 	for _, r := range rows {
@@ -400,9 +406,18 @@ func settle(tx *gorm.DB, sts []domain.Settlement) error {
 		}
 		byNode[n] = append(byNode[n], []any{st.Key.Collection, st.Key.ID, st.Field})
 	}
-	chunk := 30000 / 3
-	if tx.Dialector.Name() == "sqlite" {
-		chunk = 120 / 3
+	chunk := 120 / 3 // SQLite's driver binds in time quadratic in the parameters
+	if tx.Dialector.Name() == "postgres" {
+		for _, n := range nodes {
+			var cs, rs, fs []string
+			for _, k := range byNode[n] {
+				cs, rs, fs = append(cs, k[0].(string)), append(rs, k[1].(string)), append(fs, k[2].(string))
+			}
+			if err := tx.Exec(pgSettleConflicts, n, at[n], at[n], arrayLiteral(cs), arrayLiteral(rs), arrayLiteral(fs)).Error; err != nil {
+				return fmt.Errorf("store: settle conflicts: %w", translate(err))
+			}
+		}
+		return nil
 	}
 	for _, n := range nodes {
 		keys := byNode[n]
