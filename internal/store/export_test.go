@@ -38,7 +38,18 @@ const (
 	PgLoadRecords     = pgLoadRecords
 	PgSeenChanges     = pgSeenChanges
 	PgSettleConflicts = pgSettleConflicts
+
+	SQLiteLoadRecords     = sqliteLoadRecords
+	SQLiteSeenChanges     = sqliteSeenChanges
+	SQLiteSettleConflicts = sqliteSettleConflicts
 )
+
+// SQLitePullSQL returns the page statement of a pull with filter f and the
+// filter's parameters.
+func SQLitePullSQL(f domain.PullFilter) (string, []any) {
+	where, args := filterSQL(f)
+	return sqlitePullSQL(where), args
+}
 
 // PgPullSQL returns the page and probe statements of a pull with filter f
 // and the filter's parameters.

@@ -1,7 +1,8 @@
 package store
 
-// PostgreSQL statements of the push path that look rows up by key.
+// Statements of the push path that look rows up by key.
 //
+// PostgreSQL:
 // Each reads one row per key through a LATERAL subquery with a LIMIT,
 // which PostgreSQL cannot flatten into a join: the outer side is the
 // array of keys and the inner side a probe of a unique index on every key
@@ -31,3 +32,20 @@ const pgSettleConflicts = `UPDATE conflicts SET status = 'resolved', resolution 
 	FROM unnest(?::text[], ?::text[], ?::text[]) AS k(kc, kr, kf),
 	LATERAL (SELECT ctid FROM conflicts WHERE status = 'open' AND collection = k.kc AND record_id = k.kr AND field = k.kf LIMIT 1) AS o
 	WHERE conflicts.ctid = o.ctid AND conflicts.status = 'open'`
+
+// SQLite scans the whole table for a row-value list such as
+// (collection, id) IN ((?, ?), …), so its statements put one value of the
+// leading key columns in each statement and the last column in a list,
+// which it serves by searching the index once per value.
+const (
+	// sqliteLoadRecords: a collection and a list of ids.
+	sqliteLoadRecords = `SELECT collection, id, unit, contingent, state, '0' AS feed_txid, seq, updated_at
+		FROM records WHERE collection = ? AND id IN ?`
+	// sqliteSeenChanges: a subject and a list of change ids.
+	sqliteSeenChanges = `SELECT subject, change_id, collection, record_id, status, code, message, clamped
+		FROM seen_changes WHERE subject = ? AND change_id IN ?`
+	// sqliteSettleConflicts: who and when (three), a collection, a field
+	// and a list of record ids.
+	sqliteSettleConflicts = `UPDATE conflicts SET status = 'resolved', resolution = 'superseded', resolved_by = ?, resolved_at = ?, updated_at = ?
+		WHERE status = 'open' AND collection = ? AND field = ? AND record_id IN ?`
+)

@@ -215,3 +215,64 @@ func (p planNode) rowsRead(text *strings.Builder, depth int) int {
 	}
 	return read
 }
+
+// TestSQLiteHotStatementsSearchIndexes checks SQLite's plans for the same
+// statements on a file that was never analyzed: each must search an index
+// (no scan of a table, no sort of the feed). The row-value lists they
+// replace, (collection, id) IN ((?, ?), …), made SQLite scan every record
+// of the database to load a push.
+func TestSQLiteHotStatementsSearchIndexes(t *testing.T) {
+	db := dbtest.SQLite(t)
+	g := db.Store.DB()
+	for _, q := range []string{
+		`WITH RECURSIVE i(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM i WHERE n < 5000)
+			INSERT INTO records (collection, id, unit, contingent, state, seq, updated_at)
+			SELECT 'patrol_logs', 'r' || n, 'u' || (n % 4), 'KEN', '{}', n, '2026-01-01T00:00:00Z' FROM i`,
+		`WITH RECURSIVE i(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM i WHERE n < 5000)
+			INSERT INTO seen_changes (subject, change_id, collection, record_id, status, seen_at)
+			SELECT 'dev-1', 'c' || n, 'patrol_logs', 'r' || n, 'applied', '2026-01-01T00:00:00Z' FROM i`,
+		`WITH RECURSIVE i(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM i WHERE n < 1000)
+			INSERT INTO conflicts (id, collection, record_id, field, rule, review_required, vals, kept, status, change_id, created_at, updated_at)
+			SELECT 'k' || n, 'patrol_logs', 'r' || n, 'summary', 'later_hlc', false, '[]', 0, 'open', 'c' || n, '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z' FROM i`,
+	} {
+		if err := g.Exec(q).Error; err != nil {
+			t.Fatal(err)
+		}
+	}
+	pull, fargs := store.SQLitePullSQL(domain.PullFilter{Units: []string{"u1", "u2"}})
+	for _, c := range []struct {
+		name string
+		sql  string
+		args []any
+	}{
+		{"load a push's records", store.SQLiteLoadRecords, []any{"patrol_logs", []string{"r7", "r8", "r900000"}}},
+		{"idempotency lookup", store.SQLiteSeenChanges, []any{"dev-1", []string{"c7", "c8", "c900000"}}},
+		{"settle conflicts", store.SQLiteSettleConflicts, []any{"node-1", "2026-01-01T00:00:00Z", "2026-01-01T00:00:00Z",
+			"patrol_logs", "summary", []string{"r7", "r8", "r900000"}}},
+		{"pull page", pull, append(append([]any{2500}, fargs...), 501)},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var rows []struct {
+				ID, Parent, Notused int
+				Detail              string
+			}
+			if err := g.Raw("EXPLAIN QUERY PLAN "+c.sql, c.args...).Scan(&rows).Error; err != nil {
+				t.Fatal(err)
+			}
+			var plan []string
+			for _, r := range rows {
+				plan = append(plan, r.Detail)
+			}
+			text := strings.Join(plan, "\n")
+			for _, d := range plan {
+				if strings.Contains(d, "TEMP B-TREE") || strings.HasPrefix(d, "SCAN records") ||
+					strings.HasPrefix(d, "SCAN seen_changes") || strings.HasPrefix(d, "SCAN conflicts") {
+					t.Errorf("plan reads more than the rows asked for (%q):\n%s", d, text)
+				}
+			}
+			if !strings.Contains(text, "SEARCH") {
+				t.Errorf("plan searches no index:\n%s", text)
+			}
+		})
+	}
+}

@@ -30,7 +30,7 @@ func (s *Store) Pull(ctx context.Context, after domain.Cursor, limit int, f doma
 		// INDEXED BY: without statistics (nothing runs ANALYZE on the file)
 		// SQLite planned a device's pull as an OR of the unit and
 		// collection indexes and sorted the unit's whole feed per page.
-		q := `SELECT ` + s.dialect.recordColumns() + ` FROM records INDEXED BY records_feed WHERE seq > ?` + where + ` ORDER BY seq LIMIT ?`
+		q := sqlitePullSQL(where)
 		if err := s.db.WithContext(ctx).Raw(q, append(append([]any{int64(after.Seq)}, args...), limit+1)...).Scan(&rows).Error; err != nil {
 			return nil, false, fmt.Errorf("store: pull: %w", translate(err))
 		}
@@ -82,6 +82,12 @@ func (s *Store) Pull(ctx context.Context, after domain.Cursor, limit int, f doma
 		case <-time.After(waitStep):
 		}
 	}
+}
+
+// sqlitePullSQL returns SQLite's page query (parameters: cursor seq, the
+// filter's, limit).
+func sqlitePullSQL(where string) string {
+	return `SELECT ` + SQLite.recordColumns() + ` FROM records INDEXED BY records_feed WHERE seq > ?` + where + ` ORDER BY seq LIMIT ?`
 }
 
 // pgPullSQL returns PostgreSQL's page query (parameters: cursor txid and

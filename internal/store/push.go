@@ -160,11 +160,16 @@ func (t *pushTx) Lock(ctx context.Context, keys []domain.Key) (map[domain.Key]do
 		}
 		err = tx.Raw(pgLoadRecords, arrayLiteral(collections), arrayLiteral(ids)).Scan(&rows).Error
 	} else {
-		pairs := make([][]any, len(keys))
-		for i, k := range keys {
-			pairs[i] = []any{k.Collection, k.ID}
+		// One collection per statement: SQLite scans the whole table for
+		// a row-value list, (collection, id) IN ((?, ?), …), and searches
+		// the primary key for collection = ? AND id IN (…).
+		for _, part := range sqliteGroups(keys, func(k domain.Key) string { return k.Collection }, func(k domain.Key) string { return k.ID }) {
+			var got []recordRow
+			if err = tx.Raw(sqliteLoadRecords, part.group, part.ids).Scan(&got).Error; err != nil {
+				break
+			}
+			rows = append(rows, got...)
 		}
-		err = tx.Raw(`SELECT `+t.dialect.recordColumns()+` FROM records WHERE (collection, id) IN ?`, pairs).Scan(&rows).Error
 	}
 	if err != nil {
 		return nil, fmt.Errorf("store: load records: %w", translate(err))
@@ -213,8 +218,7 @@ func (t *pushTx) Seen(ctx context.Context, subject string, ids []string) (map[st
 		return out, nil
 	}
 	var rows []seenRow
-	q, args := `SELECT subject, change_id, collection, record_id, status, code, message, clamped
-		FROM seen_changes WHERE subject = ? AND change_id IN ?`, []any{subject, ids}
+	q, args := sqliteSeenChanges, []any{subject, ids}
 	if t.dialect == Postgres {
 		q, args = pgSeenChanges, []any{arrayLiteral(ids), subject}
 	}
@@ -406,7 +410,6 @@ func settle(tx *gorm.DB, sts []domain.Settlement) error {
 		}
 		byNode[n] = append(byNode[n], []any{st.Key.Collection, st.Key.ID, st.Field})
 	}
-	chunk := 120 / 3 // SQLite's driver binds in time quadratic in the parameters
 	if tx.Dialector.Name() == "postgres" {
 		for _, n := range nodes {
 			var cs, rs, fs []string
@@ -419,17 +422,44 @@ func settle(tx *gorm.DB, sts []domain.Settlement) error {
 		}
 		return nil
 	}
+	// SQLite: one statement per settling node, collection and field, with
+	// the record ids as a list the open-conflict index serves (a row-value
+	// list would scan every open conflict).
 	for _, n := range nodes {
-		keys := byNode[n]
-		for start := 0; start < len(keys); start += chunk {
-			part := keys[start:min(len(keys), start+chunk)]
-			if err := tx.Exec(`UPDATE conflicts SET status = 'resolved', resolution = 'superseded', resolved_by = ?, resolved_at = ?, updated_at = ?
-				WHERE status = 'open' AND (collection, record_id, field) IN ?`, n, at[n], at[n], part).Error; err != nil {
+		type group struct{ collection, field string }
+		for _, part := range sqliteGroups(byNode[n], func(k []any) group { return group{k[0].(string), k[2].(string)} }, func(k []any) string { return k[1].(string) }) {
+			if err := tx.Exec(sqliteSettleConflicts, n, at[n], at[n], part.group.collection, part.group.field, part.ids).Error; err != nil {
 				return fmt.Errorf("store: settle conflicts: %w", translate(err))
 			}
 		}
 	}
 	return nil
+}
+
+// sqliteGroup is one statement's worth of ids sharing a group.
+type sqliteGroup[G comparable] struct {
+	group G
+	ids   []string
+}
+
+// sqliteGroups splits items into groups, in first-seen order, of at most
+// 100 ids each: SQLite's driver binds parameters in time quadratic in
+// their number, so its statements stay small.
+func sqliteGroups[T any, G comparable](items []T, groupOf func(T) G, idOf func(T) string) []sqliteGroup[G] {
+	const most = 100
+	var out []sqliteGroup[G]
+	open := map[G]int{} // group -> index in out of its last, unfilled part
+	for _, it := range items {
+		g := groupOf(it)
+		i, ok := open[g]
+		if !ok || len(out[i].ids) == most {
+			out = append(out, sqliteGroup[G]{group: g})
+			i = len(out) - 1
+			open[g] = i
+		}
+		out[i].ids = append(out[i].ids, idOf(it))
+	}
+	return out
 }
 
 // upsertConflicts records conflict reports with multi-row upserts: a new
