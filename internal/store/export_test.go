@@ -58,3 +58,6 @@ func PgPullSQL(f domain.PullFilter) (page, probe string, args []any) {
 	page, probe = pgPullSQL(where)
 	return page, probe, args
 }
+
+// ArrayLiteral is arrayLiteral, for its round-trip test.
+var ArrayLiteral = arrayLiteral

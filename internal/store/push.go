@@ -184,16 +184,24 @@ func (t *pushTx) Lock(ctx context.Context, keys []domain.Key) (map[domain.Key]do
 	return out, nil
 }
 
+// arrayEscaper escapes an element of an array literal.
+var arrayEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`)
+
 // arrayLiteral encodes strings as a PostgreSQL text[] literal.
 func arrayLiteral(ss []string) string {
 	var b strings.Builder
+	n := 2
+	for _, s := range ss {
+		n += len(s) + 3
+	}
+	b.Grow(n)
 	b.WriteByte('{')
 	for i, s := range ss {
 		if i > 0 {
 			b.WriteByte(',')
 		}
 		b.WriteByte('"')
-		b.WriteString(strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s))
+		arrayEscaper.WriteString(&b, s)
 		b.WriteByte('"')
 	}
 	b.WriteByte('}')
