@@ -182,7 +182,7 @@ func (t *benchTarget) token(device, unit string) (string, error) {
 // versions counts the versions the server holds.
 func (t *benchTarget) versions(ctx context.Context) (int64, error) {
 	var n int64
-	if err := t.store.DB().WithContext(ctx).Raw(`SELECT count(*) FROM record_versions`).Scan(&n).Error; err != nil {
+	if err := t.store.DB().WithContext(ctx).Raw(`SELECT count(*) FROM record_versions`).Find(&n).Error; err != nil {
 		return 0, fmt.Errorf("counting record_versions: %w", err)
 	}
 	return n, nil

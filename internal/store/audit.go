@@ -63,7 +63,7 @@ func appendAudit(tx *gorm.DB, dialect Dialect, ev domain.AuditEvent) error {
 		Seq  int64
 		Hash string
 	}
-	if err := tx.Raw(`SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1`).Scan(&heads).Error; err != nil {
+	if err := tx.Raw(`SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1`).Find(&heads).Error; err != nil {
 		return fmt.Errorf("store: audit head: %w", translate(err))
 	}
 	var prev *audit.Entry
@@ -223,7 +223,7 @@ func (s *Store) AuditHead(ctx context.Context) (int64, audit.Hash, error) {
 		Seq  int64
 		Hash string
 	}
-	if err := s.db.WithContext(ctx).Raw(`SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1`).Scan(&heads).Error; err != nil {
+	if err := s.db.WithContext(ctx).Raw(`SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1`).Find(&heads).Error; err != nil {
 		return 0, audit.Hash{}, fmt.Errorf("store: audit head: %w", translate(err))
 	}
 	if len(heads) == 0 {

@@ -53,7 +53,7 @@ func (s *Store) Enroll(ctx context.Context, codeHash string, dev domain.Device, 
 		}
 		if err := tx.Raw(`UPDATE enrollment_codes SET used_at = ?, device_id = ?
 			WHERE code_hash = ? AND used_at IS NULL AND expires_at > ?
-			RETURNING unit, contingent`, now.UTC(), dev.ID, codeHash, now.UTC()).Scan(&codes).Error; err != nil {
+			RETURNING unit, contingent`, now.UTC(), dev.ID, codeHash, now.UTC()).Find(&codes).Error; err != nil {
 			return translate(err)
 		}
 		if len(codes) != 1 {
@@ -111,7 +111,7 @@ func (s *Store) RotateRefresh(ctx context.Context, jti string, next domain.Refre
 	load := func(tx *gorm.DB, id string) (*tokRow, error) {
 		var toks []tokRow
 		if err := tx.Raw(`SELECT jti, family, device_id, issued_at, expires_at, used_at, revoked_at, replaced_by
-			FROM refresh_tokens WHERE jti = ?`+lock, id).Scan(&toks).Error; err != nil {
+			FROM refresh_tokens WHERE jti = ?`+lock, id).Find(&toks).Error; err != nil {
 			return nil, translate(err)
 		}
 		if len(toks) != 1 {
@@ -132,7 +132,7 @@ func (s *Store) RotateRefresh(ctx context.Context, jti string, next domain.Refre
 			return nil
 		}
 		var devs []deviceRow
-		if err := tx.Raw(`SELECT id, unit, contingent, label, enrolled_at, revoked_at, revoked_by FROM devices WHERE id = ?`, tok.DeviceID).Scan(&devs).Error; err != nil {
+		if err := tx.Raw(`SELECT id, unit, contingent, label, enrolled_at, revoked_at, revoked_by FROM devices WHERE id = ?`, tok.DeviceID).Find(&devs).Error; err != nil {
 			return translate(err)
 		}
 		if len(devs) != 1 || devs[0].RevokedAt != nil {
@@ -198,7 +198,7 @@ func (s *Store) RevokeDevice(ctx context.Context, id, by string, now time.Time) 
 			return translate(err)
 		}
 		var devs []deviceRow
-		if err := tx.Raw(`SELECT id, unit, contingent, label, enrolled_at, revoked_at, revoked_by FROM devices WHERE id = ?`, id).Scan(&devs).Error; err != nil {
+		if err := tx.Raw(`SELECT id, unit, contingent, label, enrolled_at, revoked_at, revoked_by FROM devices WHERE id = ?`, id).Find(&devs).Error; err != nil {
 			return translate(err)
 		}
 		if len(devs) != 1 {
@@ -221,7 +221,7 @@ func (s *Store) RevokeDevice(ctx context.Context, id, by string, now time.Time) 
 // Device returns a device, or nil when there is none.
 func (s *Store) Device(ctx context.Context, id string) (*domain.Device, error) {
 	var devs []deviceRow
-	if err := s.db.WithContext(ctx).Raw(`SELECT id, unit, contingent, label, enrolled_at, revoked_at, revoked_by FROM devices WHERE id = ?`, id).Scan(&devs).Error; err != nil {
+	if err := s.db.WithContext(ctx).Raw(`SELECT id, unit, contingent, label, enrolled_at, revoked_at, revoked_by FROM devices WHERE id = ?`, id).Find(&devs).Error; err != nil {
 		return nil, fmt.Errorf("store: device: %w", translate(err))
 	}
 	if len(devs) == 0 {

@@ -25,7 +25,7 @@ type keyRow struct {
 func (s *Store) SigningKeys(ctx context.Context) ([]domain.SigningKey, error) {
 	var rows []keyRow
 	if err := s.db.WithContext(ctx).Raw(`SELECT kid, alg, public_key, private_key, created_at, retired_at
-		FROM signing_keys ORDER BY created_at, kid`).Scan(&rows).Error; err != nil {
+		FROM signing_keys ORDER BY created_at, kid`).Find(&rows).Error; err != nil {
 		return nil, fmt.Errorf("store: signing keys: %w", translate(err))
 	}
 	out := make([]domain.SigningKey, len(rows))
@@ -72,7 +72,7 @@ func (s *Store) Hit(ctx context.Context, key string, window int64) (int64, error
 	var n []int64
 	if err := s.db.WithContext(ctx).Raw(`INSERT INTO rate_limits (key, window_start, count) VALUES (?, ?, 1)
 		ON CONFLICT (key, window_start) DO UPDATE SET count = rate_limits.count + 1
-		RETURNING count`, key, window).Scan(&n).Error; err != nil {
+		RETURNING count`, key, window).Find(&n).Error; err != nil {
 		return 0, fmt.Errorf("store: rate limit: %w", translate(err))
 	}
 	if len(n) != 1 {

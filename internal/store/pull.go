@@ -31,7 +31,7 @@ func (s *Store) Pull(ctx context.Context, after domain.Cursor, limit int, f doma
 		// SQLite planned a device's pull as an OR of the unit and
 		// collection indexes and sorted the unit's whole feed per page.
 		q := sqlitePullSQL(where)
-		if err := s.db.WithContext(ctx).Raw(q, append(append([]any{int64(after.Seq)}, args...), limit+1)...).Scan(&rows).Error; err != nil {
+		if err := s.db.WithContext(ctx).Raw(q, append(append([]any{int64(after.Seq)}, args...), limit+1)...).Find(&rows).Error; err != nil {
 			return nil, false, fmt.Errorf("store: pull: %w", translate(err))
 		}
 		return page(rows, limit)
@@ -46,13 +46,13 @@ func (s *Store) Pull(ctx context.Context, after domain.Cursor, limit int, f doma
 		// One horizon for both statements below: had each read its own,
 		// rows between the two would be neither served nor seen waiting.
 		var horizon string
-		if err := db.Raw(`SELECT pg_snapshot_xmin(pg_current_snapshot())::text`).Scan(&horizon).Error; err != nil {
+		if err := db.Raw(`SELECT pg_snapshot_xmin(pg_current_snapshot())::text`).Find(&horizon).Error; err != nil {
 			return nil, false, fmt.Errorf("store: pull horizon: %w", translate(err))
 		}
 		var rows []recordRow
 		q, wq := pgPullSQL(where)
 		qargs := append(append([]any{fmt.Sprint(after.TxID), int64(after.Seq), horizon}, args...), limit+1)
-		if err := db.Raw(q, qargs...).Scan(&rows).Error; err != nil {
+		if err := db.Raw(q, qargs...).Find(&rows).Error; err != nil {
 			return nil, false, fmt.Errorf("store: pull: %w", translate(err))
 		}
 		recs, more, err := page(rows, limit)
@@ -66,7 +66,7 @@ func (s *Store) Pull(ctx context.Context, after domain.Cursor, limit int, f doma
 			from = recs[len(recs)-1].Cursor
 		}
 		var waiting []int
-		if err := db.Raw(wq, append([]any{fmt.Sprint(from.TxID), int64(from.Seq), horizon}, args...)...).Scan(&waiting).Error; err != nil {
+		if err := db.Raw(wq, append([]any{fmt.Sprint(from.TxID), int64(from.Seq), horizon}, args...)...).Find(&waiting).Error; err != nil {
 			return nil, false, fmt.Errorf("store: pull horizon: %w", translate(err))
 		}
 		if len(waiting) == 0 {
@@ -157,7 +157,7 @@ func filterSQL(f domain.PullFilter) (string, []any) {
 func (s *Store) Get(ctx context.Context, key domain.Key) (*domain.StoredRecord, error) {
 	var rows []recordRow
 	if err := s.db.WithContext(ctx).Raw(`SELECT `+s.dialect.recordColumns()+` FROM records WHERE collection = ? AND id = ?`,
-		key.Collection, key.ID).Scan(&rows).Error; err != nil {
+		key.Collection, key.ID).Find(&rows).Error; err != nil {
 		return nil, fmt.Errorf("store: get %s: %w", key, translate(err))
 	}
 	if len(rows) == 0 {

@@ -158,14 +158,14 @@ func (t *pushTx) Lock(ctx context.Context, keys []domain.Key) (map[domain.Key]do
 		for i, k := range keys {
 			collections[i], ids[i] = k.Collection, k.ID
 		}
-		err = tx.Raw(pgLoadRecords, arrayLiteral(collections), arrayLiteral(ids)).Scan(&rows).Error
+		err = tx.Raw(pgLoadRecords, arrayLiteral(collections), arrayLiteral(ids)).Find(&rows).Error
 	} else {
 		// One collection per statement: SQLite scans the whole table for
 		// a row-value list, (collection, id) IN ((?, ?), …), and searches
 		// the primary key for collection = ? AND id IN (…).
 		for _, part := range sqliteGroups(keys, func(k domain.Key) string { return k.Collection }, func(k domain.Key) string { return k.ID }) {
 			var got []recordRow
-			if err = tx.Raw(sqliteLoadRecords, part.group, part.ids).Scan(&got).Error; err != nil {
+			if err = tx.Raw(sqliteLoadRecords, part.group, part.ids).Find(&got).Error; err != nil {
 				break
 			}
 			rows = append(rows, got...)
@@ -230,7 +230,7 @@ func (t *pushTx) Seen(ctx context.Context, subject string, ids []string) (map[st
 	if t.dialect == Postgres {
 		q, args = pgSeenChanges, []any{arrayLiteral(ids), subject}
 	}
-	if err := t.tx.WithContext(ctx).Raw(q, args...).Scan(&rows).Error; err != nil {
+	if err := t.tx.WithContext(ctx).Raw(q, args...).Find(&rows).Error; err != nil {
 		return nil, fmt.Errorf("store: seen changes: %w", translate(err))
 	}
 	for _, r := range rows {
@@ -391,7 +391,7 @@ func (t *pushTx) writeRecords(tx *gorm.DB, recs []domain.StoredRecord) error {
 		return nil
 	}
 	var top int64
-	if err := tx.Raw(`SELECT COALESCE(MAX(seq), 0) FROM records`).Scan(&top).Error; err != nil {
+	if err := tx.Raw(`SELECT COALESCE(MAX(seq), 0) FROM records`).Find(&top).Error; err != nil {
 		return fmt.Errorf("store: feed position: %w", translate(err))
 	}
 	cols = append(cols, "seq")
@@ -533,7 +533,7 @@ func insertRowsReturning[T any](tx *gorm.DB, table string, cols []string, rows [
 		sb.WriteString(suffix)
 		if dest != nil {
 			var got []T
-			if err := tx.Raw(sb.String(), args...).Scan(&got).Error; err != nil {
+			if err := tx.Raw(sb.String(), args...).Find(&got).Error; err != nil {
 				return fmt.Errorf("store: insert %s: %w", table, translate(err))
 			}
 			*dest = append(*dest, got...)

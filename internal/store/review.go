@@ -49,7 +49,7 @@ func (s *Store) HistoryPage(ctx context.Context, key domain.Key, after int64, li
 		args = append(args, limit)
 	}
 	var rows []versionRow
-	if err := s.db.WithContext(ctx).Raw(q, args...).Scan(&rows).Error; err != nil {
+	if err := s.db.WithContext(ctx).Raw(q, args...).Find(&rows).Error; err != nil {
 		return nil, fmt.Errorf("store: history of %s: %w", key, translate(err))
 	}
 	out := make([]domain.Version, len(rows))
@@ -165,7 +165,7 @@ func (s *Store) Conflicts(ctx context.Context, f domain.ConflictFilter) ([]domai
 		args = append(args, f.Limit)
 	}
 	var rows []conflictRow
-	if err := s.db.WithContext(ctx).Raw(q, args...).Scan(&rows).Error; err != nil {
+	if err := s.db.WithContext(ctx).Raw(q, args...).Find(&rows).Error; err != nil {
 		return nil, fmt.Errorf("store: conflicts: %w", translate(err))
 	}
 	out := make([]domain.StoredConflict, len(rows))
@@ -187,7 +187,7 @@ func (s *Store) Conflict(ctx context.Context, id string) (*domain.StoredConflict
 // conflictByID reads one conflict through db (the store or a transaction).
 func conflictByID(db *gorm.DB, id string) (*domain.StoredConflict, error) {
 	var rows []conflictRow
-	if err := db.Raw(`SELECT `+conflictColumns+` FROM conflicts WHERE id = ?`, id).Scan(&rows).Error; err != nil {
+	if err := db.Raw(`SELECT `+conflictColumns+` FROM conflicts WHERE id = ?`, id).Find(&rows).Error; err != nil {
 		return nil, fmt.Errorf("store: conflict: %w", translate(err))
 	}
 	if len(rows) == 0 {
@@ -234,7 +234,7 @@ func (s *Store) Rejections(ctx context.Context, f domain.RejectionFilter) ([]dom
 		args = append(args, f.Limit)
 	}
 	var rows []rejectionRow
-	if err := s.db.WithContext(ctx).Raw(q, args...).Scan(&rows).Error; err != nil {
+	if err := s.db.WithContext(ctx).Raw(q, args...).Find(&rows).Error; err != nil {
 		return nil, fmt.Errorf("store: rejections: %w", translate(err))
 	}
 	out := make([]domain.StoredRejection, len(rows))
@@ -264,7 +264,7 @@ func (s *Store) Records(ctx context.Context, collection, unit, contingent, after
 	q += " ORDER BY id LIMIT ?"
 	args = append(args, limit)
 	var rows []recordRow
-	if err := s.db.WithContext(ctx).Raw(q, args...).Scan(&rows).Error; err != nil {
+	if err := s.db.WithContext(ctx).Raw(q, args...).Find(&rows).Error; err != nil {
 		return nil, fmt.Errorf("store: records: %w", translate(err))
 	}
 	return storedRows(rows)
@@ -285,7 +285,7 @@ func (s *Store) EntryCounts(ctx context.Context, logIDs []string) (map[string]in
 		N   int
 	}
 	if err := s.db.WithContext(ctx).Raw(`SELECT `+ref+` AS ref, COUNT(*) AS n FROM records
-		WHERE collection = ? AND deleted = ? AND `+ref+` IN ? GROUP BY 1`, domain.PatrolEntries, false, logIDs).Scan(&rows).Error; err != nil {
+		WHERE collection = ? AND deleted = ? AND `+ref+` IN ? GROUP BY 1`, domain.PatrolEntries, false, logIDs).Find(&rows).Error; err != nil {
 		return nil, fmt.Errorf("store: entry counts: %w", translate(err))
 	}
 	for _, r := range rows {
@@ -305,7 +305,7 @@ func (s *Store) OpenConflictCounts(ctx context.Context, collection string, ids [
 		N        int
 	}
 	if err := s.db.WithContext(ctx).Raw(`SELECT record_id, COUNT(*) AS n FROM conflicts
-		WHERE collection = ? AND status = 'open' AND record_id IN ? GROUP BY record_id`, collection, ids).Scan(&rows).Error; err != nil {
+		WHERE collection = ? AND status = 'open' AND record_id IN ? GROUP BY record_id`, collection, ids).Find(&rows).Error; err != nil {
 		return nil, fmt.Errorf("store: conflict counts: %w", translate(err))
 	}
 	for _, r := range rows {
@@ -327,7 +327,7 @@ func (s *Store) EntriesOf(ctx context.Context, logID string) ([]domain.StoredRec
 	}
 	var rows []recordRow
 	if err := s.db.WithContext(ctx).Raw(`SELECT `+s.dialect.recordColumns()+` FROM records
-		WHERE collection = ? AND `+ref+` = ? ORDER BY id`, domain.PatrolEntries, logID).Scan(&rows).Error; err != nil {
+		WHERE collection = ? AND `+ref+` = ? ORDER BY id`, domain.PatrolEntries, logID).Find(&rows).Error; err != nil {
 		return nil, fmt.Errorf("store: entries of %s: %w", logID, translate(err))
 	}
 	return storedRows(rows)
