@@ -5,12 +5,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgtype"
 	"gorm.io/gorm"
 
 	"github.com/fieldsync/fieldsync/internal/domain"
@@ -501,10 +503,10 @@ func upsertConflicts(tx *gorm.DB, reports []domain.ConflictReport) error {
 			kept = excluded.kept, change_id = excluded.change_id, updated_at = excluded.updated_at`)
 }
 
-// insertRows inserts rows with multi-row VALUES statements, chunked to stay
-// under the engines' bound-parameter limits. The SQLite driver binds each
-// parameter by scanning every argument (quadratic in the argument count), so
-// SQLite statements stay small: a few rows each, in-process and cheap.
+// insertRows inserts rows: on PostgreSQL in one statement of one array per
+// column (pgInsertRows); on SQLite with multi-row VALUES statements of a
+// few rows each, since its driver binds each parameter by scanning every
+// argument (quadratic in the argument count), in-process and cheap.
 func insertRows(tx *gorm.DB, table string, cols []string, rows [][]any, suffix string) error {
 	return insertRowsReturning[struct{}](tx, table, cols, rows, suffix, nil)
 }
@@ -512,10 +514,13 @@ func insertRows(tx *gorm.DB, table string, cols []string, rows [][]any, suffix s
 // insertRowsReturning is insertRows for statements with a RETURNING
 // clause: each chunk's rows are appended to dest.
 func insertRowsReturning[T any](tx *gorm.DB, table string, cols []string, rows [][]any, suffix string, dest *[]T) error {
-	maxParams := 30000
-	if tx.Dialector.Name() == "sqlite" {
-		maxParams = 128
+	if len(rows) == 0 {
+		return nil
 	}
+	if tx.Dialector.Name() == "postgres" {
+		return pgInsertRows(tx, table, cols, rows, suffix, dest)
+	}
+	const maxParams = 128
 	chunk := max(1, maxParams/len(cols))
 	placeholder := "(" + strings.TrimSuffix(strings.Repeat("?, ", len(cols)), ", ") + ")"
 	for start := 0; start < len(rows); start += chunk {
@@ -544,4 +549,85 @@ func insertRowsReturning[T any](tx *gorm.DB, table string, cols []string, rows [
 		}
 	}
 	return nil
+}
+
+// pgInsertRows inserts rows with INSERT … SELECT FROM unnest(one array per
+// column): one statement with as many parameters as columns whatever the
+// row count, sent in binary, prepared once per table and planned once,
+// where a multi-row VALUES list had a parameter per value (1,300 for a
+// push's history) for GORM to expand and PostgreSQL to bind and plan
+// afresh for every row count. A column's array type follows its Go values:
+// string text, integers bigint, bool boolean, time.Time timestamptz.
+func pgInsertRows[T any](tx *gorm.DB, table string, cols []string, rows [][]any, suffix string, dest *[]T) error {
+	arrays := make([]any, len(cols))
+	casts := make([]string, len(cols))
+	for c := range cols {
+		var err error
+		if arrays[c], casts[c], err = pgColumnArray(rows, c); err != nil {
+			return fmt.Errorf("store: insert %s.%s: %w", table, cols[c], err)
+		}
+	}
+	var sb strings.Builder
+	sb.WriteString("INSERT INTO " + table + " (" + strings.Join(cols, ", ") + ") SELECT * FROM unnest(")
+	for c := range cols {
+		if c > 0 {
+			sb.WriteString(", ")
+		}
+		sb.WriteString("?::" + casts[c])
+	}
+	sb.WriteString(")" + suffix)
+	if dest != nil {
+		var got []T
+		if err := tx.Raw(sb.String(), arrays...).Find(&got).Error; err != nil {
+			return fmt.Errorf("store: insert %s: %w", table, translate(err))
+		}
+		*dest = append(*dest, got...)
+		return nil
+	}
+	if err := tx.Exec(sb.String(), arrays...).Error; err != nil {
+		return fmt.Errorf("store: insert %s: %w", table, translate(err))
+	}
+	return nil
+}
+
+// pgColumnArray collects column c of rows as a pgtype.Array, a struct
+// GORM binds as one parameter (it would expand a slice into a list), and
+// names its PostgreSQL array type. Every row's value must have the first
+// row's type.
+func pgColumnArray(rows [][]any, c int) (any, string, error) {
+	switch rows[0][c].(type) {
+	case string:
+		return columnArray(rows, c, "text[]", func(v any) (string, bool) { s, ok := v.(string); return s, ok })
+	case bool:
+		return columnArray(rows, c, "boolean[]", func(v any) (bool, bool) { b, ok := v.(bool); return b, ok })
+	case time.Time:
+		return columnArray(rows, c, "timestamptz[]", func(v any) (time.Time, bool) { t, ok := v.(time.Time); return t, ok })
+	case int, int32, int64, uint64:
+		return columnArray(rows, c, "bigint[]", func(v any) (int64, bool) {
+			switch n := v.(type) {
+			case int:
+				return int64(n), true
+			case int32:
+				return int64(n), true
+			case int64:
+				return n, true
+			case uint64:
+				return int64(n), n <= math.MaxInt64
+			}
+			return 0, false
+		})
+	}
+	return nil, "", fmt.Errorf("no array type for %T", rows[0][c])
+}
+
+func columnArray[E any](rows [][]any, c int, typ string, conv func(any) (E, bool)) (any, string, error) {
+	out := make([]E, len(rows))
+	for i, r := range rows {
+		v, ok := conv(r[c])
+		if !ok {
+			return nil, "", fmt.Errorf("row %d holds %T (%v) in a %s column", i, r[c], r[c], typ)
+		}
+		out[i] = v
+	}
+	return pgtype.Array[E]{Elements: out, Dims: []pgtype.ArrayDimension{{Length: int32(len(out)), LowerBound: 1}}, Valid: true}, typ, nil
 }
