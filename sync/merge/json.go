@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
+	"unicode/utf8"
 
 	"github.com/fieldsync/fieldsync/sync/hlc"
 	"github.com/fieldsync/fieldsync/sync/vv"
@@ -301,27 +303,34 @@ func DecodeChange(data []byte) (*Change, error) {
 
 // decodeFields reads a JSON object of field name to raw value, rejecting a
 // name given twice (encoding/json would keep the last silently).
+//
+// It walks the object by hand: encoding/json's Token API built and threw
+// away an error value after every member's value and was, with it, a
+// quarter of a push's CPU. The input is checked to be one JSON value
+// first, so the walk only has to find where names and values end.
 func decodeFields(data []byte) ([]FieldValue, error) {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	tok, err := dec.Token()
-	if err != nil {
-		return nil, fmt.Errorf("fields: %v", err)
+	if !json.Valid(data) {
+		return nil, fmt.Errorf("fields: not one JSON value")
 	}
-	if d, ok := tok.(json.Delim); !ok || d != '{' {
+	i := skipJSONSpace(data, 0)
+	if data[i] != '{' {
 		return nil, fmt.Errorf("fields must be an object")
 	}
+	i = skipJSONSpace(data, i+1)
 	var out []FieldValue
-	for dec.More() {
-		tok, err := dec.Token()
+	for data[i] != '}' {
+		end := jsonStringEnd(data, i)
+		name, err := jsonName(data[i:end])
 		if err != nil {
 			return nil, fmt.Errorf("fields: %v", err)
 		}
-		name, _ := tok.(string)
-		var raw json.RawMessage
-		if err := dec.Decode(&raw); err != nil {
-			return nil, fmt.Errorf("fields: %v", err)
+		i = skipJSONSpace(data, skipJSONSpace(data, end)+1) // past the colon
+		end = jsonValueEnd(data, i)
+		out = append(out, FieldValue{Name: name, Value: json.RawMessage(data[i:end:end])})
+		i = skipJSONSpace(data, end)
+		if data[i] == ',' {
+			i = skipJSONSpace(data, i+1)
 		}
-		out = append(out, FieldValue{Name: name, Value: raw})
 	}
 	SortFields(out)
 	for i := 1; i < len(out); i++ {
@@ -330,6 +339,68 @@ func decodeFields(data []byte) ([]FieldValue, error) {
 		}
 	}
 	return out, nil
+}
+
+// The walkers below take valid JSON and the index of a token's first byte.
+
+func skipJSONSpace(data []byte, i int) int {
+	for i < len(data) && (data[i] == ' ' || data[i] == '\t' || data[i] == '\n' || data[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// jsonStringEnd returns the index after the string starting at data[i].
+func jsonStringEnd(data []byte, i int) int {
+	for i++; data[i] != '"'; i++ {
+		if data[i] == '\\' {
+			i++
+		}
+	}
+	return i + 1
+}
+
+// jsonValueEnd returns the index after the value starting at data[i].
+func jsonValueEnd(data []byte, i int) int {
+	switch data[i] {
+	case '"':
+		return jsonStringEnd(data, i)
+	case '{', '[':
+		depth := 0
+		for {
+			switch data[i] {
+			case '"':
+				i = jsonStringEnd(data, i)
+				continue
+			case '{', '[':
+				depth++
+			case '}', ']':
+				if depth--; depth == 0 {
+					return i + 1
+				}
+			}
+			i++
+		}
+	}
+	for i < len(data) && !strings.ContainsRune(",}] \t\r\n", rune(data[i])) {
+		i++
+	}
+	return i
+}
+
+// jsonName decodes a quoted member name: directly when it is plain ASCII
+// without escapes, through encoding/json otherwise (escapes, and invalid
+// UTF-8 becoming U+FFFD, exactly as encoding/json reads it).
+func jsonName(quoted []byte) (string, error) {
+	inner := quoted[1 : len(quoted)-1]
+	for _, c := range inner {
+		if c == '\\' || c >= utf8.RuneSelf {
+			var s string
+			err := json.Unmarshal(quoted, &s)
+			return s, err
+		}
+	}
+	return string(inner), nil
 }
 
 // peekChangeID extracts change_id from a change that does not decode, so
