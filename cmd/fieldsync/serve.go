@@ -78,7 +78,8 @@ func (m *Main) logger() *slog.Logger {
 
 // open connects to the database.
 func (m *Main) open(ctx context.Context) error {
-	s, err := store.Open(ctx, m.Config.DatabaseURL, store.Options{MaxOpenConns: m.Config.DBMaxConns})
+	s, err := store.Open(ctx, m.Config.DatabaseURL, store.Options{MaxOpenConns: m.Config.DBMaxConns,
+		SQLiteCacheMiB: m.Config.SQLiteCacheMiB, SQLiteMmapMiB: m.Config.SQLiteMmapMiB})
 	if err != nil {
 		return err
 	}

@@ -52,6 +52,10 @@ type Config struct {
 	RateLimitSupervisor int // requests per minute per supervisor
 
 	DBMaxConns int
+	// SQLite's page cache and memory-mapped window, in MiB: bigger reads
+	// faster and holds more of the server's memory (docs/benchmarks.md).
+	SQLiteCacheMiB int
+	SQLiteMmapMiB  int
 	LogLevel   string // debug, info, warn, error
 	LogFormat  string // json or text
 
@@ -93,6 +97,7 @@ func Default() Config {
 		RateLimitPartner:     120,
 		RateLimitSupervisor:  600,
 		DBMaxConns:           16,
+		SQLiteCacheMiB:       16,
 		LogLevel:             "info",
 		LogFormat:            "json",
 	}
@@ -172,6 +177,8 @@ func (c *Config) Bind(fs *flag.FlagSet, getenv func(string) string) error {
 	integer(&c.RateLimitPartner, "rate-limit-partner", "FIELDSYNC_RATE_LIMIT_PARTNER", "requests per minute per partner client, across instances (0: unlimited)")
 	integer(&c.RateLimitSupervisor, "rate-limit-supervisor", "FIELDSYNC_RATE_LIMIT_SUPERVISOR", "requests per minute per supervisor, across instances (0: unlimited)")
 	integer(&c.DBMaxConns, "db-max-conns", "FIELDSYNC_DB_MAX_CONNS", "PostgreSQL connection pool size")
+	integer(&c.SQLiteCacheMiB, "sqlite-cache-mib", "FIELDSYNC_SQLITE_CACHE_MIB", "SQLite page cache in MiB")
+	integer(&c.SQLiteMmapMiB, "sqlite-mmap-mib", "FIELDSYNC_SQLITE_MMAP_MIB", "SQLite memory-mapped reads in MiB (0: off; mapped pages count in the process's memory)")
 	str(&c.LogLevel, "log-level", "FIELDSYNC_LOG_LEVEL", "debug, info, warn or error")
 	str(&c.LogFormat, "log-format", "FIELDSYNC_LOG_FORMAT", "json or text")
 	str(&c.ConsoleKey, "console-key", "FIELDSYNC_CONSOLE_KEY", "secret (32+ characters) keying the console's form tokens; the same on every instance (empty: random per process)")
@@ -206,6 +213,8 @@ func (c *Config) Validate() error {
 	check(c.ExternalJWKSCooldown > 0, "external-jwks-cooldown must be positive")
 	check(c.RateLimitDevice >= 0 && c.RateLimitPartner >= 0 && c.RateLimitSupervisor >= 0, "rate limits must not be negative")
 	check(c.DBMaxConns >= 1 && c.DBMaxConns <= 1000, "db-max-conns must be 1..1000, got %d", c.DBMaxConns)
+	check(c.SQLiteCacheMiB >= 1 && c.SQLiteCacheMiB <= 65536, "sqlite-cache-mib must be 1..65536, got %d", c.SQLiteCacheMiB)
+	check(c.SQLiteMmapMiB >= 0 && c.SQLiteMmapMiB <= 1<<20, "sqlite-mmap-mib must be 0..1048576, got %d", c.SQLiteMmapMiB)
 	_, lerr := c.Level()
 	check(lerr == nil, "log-level must be debug, info, warn or error, got %q", c.LogLevel)
 	check(c.LogFormat == "json" || c.LogFormat == "text", "log-format must be json or text, got %q", c.LogFormat)
@@ -281,6 +290,8 @@ func (c *Config) LogAttrs() []any {
 		slog.Int("rate_limit_partner", c.RateLimitPartner),
 		slog.Int("rate_limit_supervisor", c.RateLimitSupervisor),
 		slog.Int("db_max_conns", c.DBMaxConns),
+		slog.Int("sqlite_cache_mib", c.SQLiteCacheMiB),
+		slog.Int("sqlite_mmap_mib", c.SQLiteMmapMiB),
 		slog.String("log_level", c.LogLevel),
 		slog.String("pprof_addr", c.PprofAddr),
 		slog.Bool("console_key_set", c.ConsoleKey != ""),

@@ -56,6 +56,8 @@ func TestInvalidValuesAreRefusedBeforeAnythingOpens(t *testing.T) {
 		"bad boolean":            {"FIELDSYNC_AUTO_MIGRATE": "perhaps"},
 		"empty database url":     {"FIELDSYNC_DATABASE_URL": " "},
 		"token ttl out of range": {"FIELDSYNC_ACCESS_TOKEN_TTL": "72h"},
+		"no sqlite page cache":   {"FIELDSYNC_SQLITE_CACHE_MIB": "0"},
+		"negative sqlite map":    {"FIELDSYNC_SQLITE_MMAP_MIB": "-1"},
 	}
 	for name, env := range cases {
 		t.Run(name, func(t *testing.T) {

@@ -188,3 +188,32 @@ func TestFeedOrderSurvivesTransactionIDsGainingADigit(t *testing.T) {
 		}
 	}
 }
+
+// TestSQLiteMemorySettingsApply opens a file with a chosen page cache and
+// mapped window and reads both back from SQLite; the defaults are a 16 MiB
+// cache and no map.
+func TestSQLiteMemorySettingsApply(t *testing.T) {
+	for _, c := range []struct {
+		opt         store.Options
+		cache, mmap int64
+	}{
+		{store.Options{}, -16 * 1024, 0},
+		{store.Options{SQLiteCacheMiB: 8, SQLiteMmapMiB: 32}, -8 * 1024, 32 << 20},
+	} {
+		s, err := store.Open(context.Background(), t.TempDir()+"/f.db", c.opt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var cache, mmap int64
+		if err := s.DB().Raw(`PRAGMA cache_size`).Find(&cache).Error; err != nil {
+			t.Fatal(err)
+		}
+		if err := s.DB().Raw(`PRAGMA mmap_size`).Find(&mmap).Error; err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+		if cache != c.cache || mmap != c.mmap {
+			t.Errorf("%+v: cache_size %d, mmap_size %d; want %d and %d", c.opt, cache, mmap, c.cache, c.mmap)
+		}
+	}
+}
