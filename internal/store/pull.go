@@ -26,12 +26,12 @@ import (
 func (s *Store) Pull(ctx context.Context, after domain.Cursor, limit int, f domain.PullFilter) ([]domain.StoredRecord, bool, error) {
 	where, args := filterSQL(f)
 	if s.dialect != Postgres {
-		var rows []recordRow
 		// INDEXED BY: without statistics (nothing runs ANALYZE on the file)
 		// SQLite planned a device's pull as an OR of the unit and
 		// collection indexes and sorted the unit's whole feed per page.
 		q := sqlitePullSQL(where)
-		if err := s.db.WithContext(ctx).Raw(q, append(append([]any{int64(after.Seq)}, args...), limit+1)...).Find(&rows).Error; err != nil {
+		rows, err := findRecordRows(s.db.WithContext(ctx), q, append(append([]any{int64(after.Seq)}, args...), limit+1)...)
+		if err != nil {
 			return nil, false, fmt.Errorf("store: pull: %w", translate(err))
 		}
 		return page(rows, limit)
@@ -49,10 +49,10 @@ func (s *Store) Pull(ctx context.Context, after domain.Cursor, limit int, f doma
 		if err := db.Raw(`SELECT pg_snapshot_xmin(pg_current_snapshot())::text`).Find(&horizon).Error; err != nil {
 			return nil, false, fmt.Errorf("store: pull horizon: %w", translate(err))
 		}
-		var rows []recordRow
 		q, wq := pgPullSQL(where)
 		qargs := append(append([]any{fmt.Sprint(after.TxID), int64(after.Seq), horizon}, args...), limit+1)
-		if err := db.Raw(q, qargs...).Find(&rows).Error; err != nil {
+		rows, err := findRecordRows(db, q, qargs...)
+		if err != nil {
 			return nil, false, fmt.Errorf("store: pull: %w", translate(err))
 		}
 		recs, more, err := page(rows, limit)
@@ -117,7 +117,7 @@ func page(rows []recordRow, limit int) ([]domain.StoredRecord, bool, error) {
 		}
 		// Left encoded: most pulls serve the stored bytes as they are.
 		out = append(out, domain.StoredRecord{
-			Raw: []byte(rows[i].State), Collection: rows[i].Collection, ID: rows[i].ID,
+			Raw: rows[i].State, Collection: rows[i].Collection, ID: rows[i].ID,
 			Owner: domain.Owner{Unit: rows[i].Unit, Contingent: rows[i].Contingent}, Cursor: cur,
 			UpdatedAt: rows[i].UpdatedAt.UTC(),
 		})
@@ -155,9 +155,9 @@ func filterSQL(f domain.PullFilter) (string, []any) {
 
 // Get returns one record, or nil when there is none.
 func (s *Store) Get(ctx context.Context, key domain.Key) (*domain.StoredRecord, error) {
-	var rows []recordRow
-	if err := s.db.WithContext(ctx).Raw(`SELECT `+s.dialect.recordColumns()+` FROM records WHERE collection = ? AND id = ?`,
-		key.Collection, key.ID).Find(&rows).Error; err != nil {
+	rows, err := findRecordRows(s.db.WithContext(ctx), `SELECT `+s.dialect.recordColumns()+` FROM records WHERE collection = ? AND id = ?`,
+		key.Collection, key.ID)
+	if err != nil {
 		return nil, fmt.Errorf("store: get %s: %w", key, translate(err))
 	}
 	if len(rows) == 0 {

@@ -263,8 +263,8 @@ func (s *Store) Records(ctx context.Context, collection, unit, contingent, after
 	}
 	q += " ORDER BY id LIMIT ?"
 	args = append(args, limit)
-	var rows []recordRow
-	if err := s.db.WithContext(ctx).Raw(q, args...).Find(&rows).Error; err != nil {
+	rows, err := findRecordRows(s.db.WithContext(ctx), q, args...)
+	if err != nil {
 		return nil, fmt.Errorf("store: records: %w", translate(err))
 	}
 	return storedRows(rows)
@@ -325,9 +325,9 @@ func (s *Store) EntriesOf(ctx context.Context, logID string) ([]domain.StoredRec
 	if s.dialect == Postgres {
 		ref = `(state::jsonb -> 'fields' ->> 'patrol_id')`
 	}
-	var rows []recordRow
-	if err := s.db.WithContext(ctx).Raw(`SELECT `+s.dialect.recordColumns()+` FROM records
-		WHERE collection = ? AND `+ref+` = ? ORDER BY id`, domain.PatrolEntries, logID).Find(&rows).Error; err != nil {
+	rows, err := findRecordRows(s.db.WithContext(ctx), `SELECT `+s.dialect.recordColumns()+` FROM records
+		WHERE collection = ? AND `+ref+` = ? ORDER BY id`, domain.PatrolEntries, logID)
+	if err != nil {
 		return nil, fmt.Errorf("store: entries of %s: %w", logID, translate(err))
 	}
 	return storedRows(rows)
