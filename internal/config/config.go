@@ -56,8 +56,8 @@ type Config struct {
 	// faster and holds more of the server's memory (docs/benchmarks.md).
 	SQLiteCacheMiB int
 	SQLiteMmapMiB  int
-	LogLevel   string // debug, info, warn, error
-	LogFormat  string // json or text
+	LogLevel       string // debug, info, warn, error
+	LogFormat      string // json or text
 
 	// PprofAddr, when set, serves net/http/pprof on this loopback address
 	// (an operator's flag: only who can start the process can turn it on).
