@@ -59,5 +59,5 @@ func PgPullSQL(f domain.PullFilter) (page, probe string, args []any) {
 	return page, probe, args
 }
 
-// ArrayLiteral is arrayLiteral, for its round-trip test.
-var ArrayLiteral = arrayLiteral
+// TextArray is textArray, for its round-trip test.
+var TextArray = textArray

@@ -277,16 +277,16 @@ func TestSQLiteHotStatementsSearchIndexes(t *testing.T) {
 	}
 }
 
-// TestArrayLiteralRoundTrips sends awkward strings through the text[]
-// literal the lookups bind and reads them back from PostgreSQL unchanged.
-func TestArrayLiteralRoundTrips(t *testing.T) {
+// TestTextArrayRoundTrips sends awkward strings through the text[]
+// parameter the lookups bind and reads them back from PostgreSQL unchanged.
+func TestTextArrayRoundTrips(t *testing.T) {
 	db, ok := dbtest.Postgres(t)
 	if !ok {
 		t.Skip(dbtest.EnvURL + " is not set: the PostgreSQL suite runs in CI (CI=true makes it mandatory)")
 	}
 	in := []string{"", "NULL", "a,b", `quote"d`, `back\slash`, `\"`, "{braces}", " spaced ", "ünïcode", "new\nline", "r-1"}
 	var out []string
-	if err := db.Store.DB().Raw(`SELECT unnest(?::text[])`, store.ArrayLiteral(in)).Scan(&out).Error; err != nil {
+	if err := db.Store.DB().Raw(`SELECT unnest(?::text[])`, store.TextArray(in)).Scan(&out).Error; err != nil {
 		t.Fatal(err)
 	}
 	if fmt.Sprintf("%q", out) != fmt.Sprintf("%q", in) {

@@ -166,10 +166,9 @@ func (t *pushTx) Lock(ctx context.Context, keys []domain.Key) (map[domain.Key]do
 			names[i] = k.Collection + "/" + k.ID
 		}
 		// The subquery's ORDER BY fixes the order the outer query takes
-		// the locks in. The keys travel as one array literal: GORM would
-		// expand a slice argument into a list.
+		// the locks in.
 		if err := tx.Exec(`SELECT count(pg_advisory_xact_lock(h)) FROM (
-			SELECT DISTINCT hashtextextended(k, 0) AS h FROM unnest(?::text[]) AS k ORDER BY 1) AS s`, arrayLiteral(names)).Error; err != nil {
+			SELECT DISTINCT hashtextextended(k, 0) AS h FROM unnest(?::text[]) AS k ORDER BY 1) AS s`, textArray(names)).Error; err != nil {
 			return nil, fmt.Errorf("store: lock records: %w", translate(err))
 		}
 	}
@@ -180,7 +179,7 @@ func (t *pushTx) Lock(ctx context.Context, keys []domain.Key) (map[domain.Key]do
 		for i, k := range keys {
 			collections[i], ids[i] = k.Collection, k.ID
 		}
-		rows, err = findRecordRows(tx, pgLoadRecords, arrayLiteral(collections), arrayLiteral(ids))
+		rows, err = findRecordRows(tx, pgLoadRecords, textArray(collections), textArray(ids))
 	} else {
 		// One collection per statement: SQLite scans the whole table for
 		// a row-value list, (collection, id) IN ((?, ?), …), and searches
@@ -206,28 +205,11 @@ func (t *pushTx) Lock(ctx context.Context, keys []domain.Key) (map[domain.Key]do
 	return out, nil
 }
 
-// arrayEscaper escapes an element of an array literal.
-var arrayEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`)
-
-// arrayLiteral encodes strings as a PostgreSQL text[] literal.
-func arrayLiteral(ss []string) string {
-	var b strings.Builder
-	n := 2
-	for _, s := range ss {
-		n += len(s) + 3
-	}
-	b.Grow(n)
-	b.WriteByte('{')
-	for i, s := range ss {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteByte('"')
-		arrayEscaper.WriteString(&b, s)
-		b.WriteByte('"')
-	}
-	b.WriteByte('}')
-	return b.String()
+// textArray is ss as a PostgreSQL text[] parameter, sent in binary: a
+// struct, which GORM binds as one parameter where it would expand a slice
+// into a list.
+func textArray(ss []string) pgtype.Array[string] {
+	return pgtype.Array[string]{Elements: ss, Dims: []pgtype.ArrayDimension{{Length: int32(len(ss)), LowerBound: 1}}, Valid: true}
 }
 
 type seenRow struct {
@@ -250,7 +232,7 @@ func (t *pushTx) Seen(ctx context.Context, subject string, ids []string) (map[st
 	var rows []seenRow
 	q, args := sqliteSeenChanges, []any{subject, ids}
 	if t.dialect == Postgres {
-		q, args = pgSeenChanges, []any{arrayLiteral(ids), subject}
+		q, args = pgSeenChanges, []any{textArray(ids), subject}
 	}
 	if err := t.tx.WithContext(ctx).Raw(q, args...).Find(&rows).Error; err != nil {
 		return nil, fmt.Errorf("store: seen changes: %w", translate(err))
@@ -446,7 +428,7 @@ func settle(tx *gorm.DB, sts []domain.Settlement) error {
 			for _, k := range byNode[n] {
 				cs, rs, fs = append(cs, k[0].(string)), append(rs, k[1].(string)), append(fs, k[2].(string))
 			}
-			if err := tx.Exec(pgSettleConflicts, n, at[n], at[n], arrayLiteral(cs), arrayLiteral(rs), arrayLiteral(fs)).Error; err != nil {
+			if err := tx.Exec(pgSettleConflicts, n, at[n], at[n], textArray(cs), textArray(rs), textArray(fs)).Error; err != nil {
 				return fmt.Errorf("store: settle conflicts: %w", translate(err))
 			}
 		}
