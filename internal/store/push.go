@@ -205,12 +205,15 @@ func (t *pushTx) Lock(ctx context.Context, keys []domain.Key) (map[domain.Key]do
 	return out, nil
 }
 
-// textArray is ss as a PostgreSQL text[] parameter, sent in binary: a
-// struct, which GORM binds as one parameter where it would expand a slice
-// into a list.
-func textArray(ss []string) pgtype.Array[string] {
-	return pgtype.Array[string]{Elements: ss, Dims: []pgtype.ArrayDimension{{Length: int32(len(ss)), LowerBound: 1}}, Valid: true}
+// pgArray is elems as a one-dimensional PostgreSQL array parameter, sent in
+// binary: a struct, which GORM binds as one parameter where it would expand
+// a slice into a list.
+func pgArray[E any](elems []E) pgtype.Array[E] {
+	return pgtype.Array[E]{Elements: elems, Dims: []pgtype.ArrayDimension{{Length: int32(len(elems)), LowerBound: 1}}, Valid: true}
 }
+
+// textArray is ss as a text[] parameter.
+func textArray(ss []string) pgtype.Array[string] { return pgArray(ss) }
 
 type seenRow struct {
 	Subject    string
@@ -592,9 +595,8 @@ func pgInsertRows[T any](tx *gorm.DB, table string, cols []string, rows [][]any,
 	return nil
 }
 
-// pgColumnArray collects column c of rows as a pgtype.Array, a struct
-// GORM binds as one parameter (it would expand a slice into a list), and
-// names its PostgreSQL array type. Every row's value must have the first
+// pgColumnArray collects column c of rows as an array parameter (pgArray)
+// and names its PostgreSQL array type. Every row's value must have the first
 // row's type.
 func pgColumnArray(rows [][]any, c int) (any, string, error) {
 	switch rows[0][c].(type) {
@@ -631,5 +633,5 @@ func columnArray[E any](rows [][]any, c int, typ string, conv func(any) (E, bool
 		}
 		out[i] = v
 	}
-	return pgtype.Array[E]{Elements: out, Dims: []pgtype.ArrayDimension{{Length: int32(len(out)), LowerBound: 1}}, Valid: true}, typ, nil
+	return pgArray(out), typ, nil
 }
